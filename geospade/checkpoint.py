@@ -1,0 +1,140 @@
+"""The checkpoint: model weights plus everything synthesis needs to use them.
+
+A checkpoint is one ``torch.save`` file holding the training state (generator, EMA generator,
+discriminator, optimisers, step, RNG state) and a :class:`ModelCard`: the model config, the
+class scheme, the imagery's bands/dtype/normalisation, the chip size and the ground resolution
+and CRS units of the training data. Files are written atomically (temp file + rename) so a
+crash never leaves a truncated checkpoint under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geospade import __version__
+from geospade.classes import ClassScheme
+from geospade.errors import CheckpointError
+from geospade.imagery import ImageryInfo
+
+FORMAT = "geospade-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    """What a trained model is: enough to synthesise with it and to check inputs against it.
+
+    Attributes:
+        model_config: keyword arguments that rebuild the generator (and discriminator).
+        class_scheme: raster values, names, colours and nodata the model was trained on.
+        imagery: band count, dtype and value range of the training imagery.
+        chip_size: training chip side in pixels.
+        resolution: ground size of a pixel (x, y) in CRS units, if known.
+        crs_wkt: CRS of the training data, if known.
+        crs_units: linear unit of that CRS (e.g. "metre"), if known.
+        step: training step the weights come from.
+    """
+
+    model_config: dict
+    class_scheme: ClassScheme
+    imagery: ImageryInfo
+    chip_size: int
+    resolution: tuple[float, float] | None = None
+    crs_wkt: str | None = None
+    crs_units: str | None = None
+    step: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "model_config": dict(self.model_config),
+            "class_scheme": self.class_scheme.to_dict(),
+            "imagery": self.imagery.to_dict(),
+            "chip_size": self.chip_size,
+            "resolution": None if self.resolution is None else list(self.resolution),
+            "crs_wkt": self.crs_wkt,
+            "crs_units": self.crs_units,
+            "step": self.step,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ModelCard:
+        res = data.get("resolution")
+        return cls(
+            model_config=dict(data["model_config"]),
+            class_scheme=ClassScheme.from_dict(data["class_scheme"]),
+            imagery=ImageryInfo.from_dict(data["imagery"]),
+            chip_size=int(data["chip_size"]),
+            resolution=None if res is None else (float(res[0]), float(res[1])),
+            crs_wkt=data.get("crs_wkt"),
+            crs_units=data.get("crs_units"),
+            step=int(data.get("step", 0)),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def save_checkpoint(path: str | Path, card: ModelCard, state: Mapping[str, Any]) -> Path:
+    """Write ``state`` (weights, optimisers, step, RNG...) and ``card`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "geospade_version": __version__,
+               "card": card.to_dict(), **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError if it is not one.
+
+    A run folder is accepted too: its ``checkpoints/latest.pt`` is read.
+    """
+    path = resolve_checkpoint_path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise CheckpointError(f"cannot read checkpoint ({exc.__class__.__name__}: {exc})",
+                              path=path, hint="Give a .pt file written by geospade train.") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("not a geospade checkpoint", path=path,
+                              hint="Give a .pt file written by geospade train.")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {payload['version']} is newer than this geospade "
+            f"understands ({VERSION})", path=path, hint="Upgrade geospade.")
+    return payload
+
+
+def read_card(payload: Mapping) -> ModelCard:
+    """The :class:`ModelCard` of a loaded checkpoint."""
+    return ModelCard.from_dict(payload["card"])
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's latest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "latest.pt", path / "latest.pt"):
+            if candidate.exists():
+                return candidate
+        raise CheckpointError("no checkpoint in this folder", path=path,
+                              hint="Give a .pt file or a run folder with checkpoints/latest.pt.")
+    if not path.exists():
+        raise CheckpointError("checkpoint not found", path=path, hint="Check the path.")
+    return path

@@ -1,0 +1,1 @@
+"""The ``geospade`` command line: one module per subcommand, each thin over the library."""

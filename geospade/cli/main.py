@@ -1,0 +1,78 @@
+"""Entry point of the ``geospade`` command: parses, dispatches, turns errors into one line.
+
+Each subcommand lives in ``geospade/cli/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int | None``; its heavy imports happen inside ``run`` so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from geospade import __version__
+from geospade.errors import GeospadeError
+
+# name -> (module under geospade.cli, one-line help). Order is the order in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo-data": ("demo_data", "write the built-in demo scene (land cover + paired imagery)"),
+    "export-chips": ("export_chips", "tile land cover + imagery into ArcGIS Classified_Tiles chips"),
+    "train": ("train", "train a SPADE generator on a chip folder"),
+    "synthesize": ("synthesize", "generate one seamless georeferenced GeoTIFF from land cover"),
+    "seam-score": ("seam_score", "measure how visible tile seams are in a synthesised raster"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="geospade",
+        description="Synthetic aerial imagery from land-cover maps with SPADE GANs.",
+    )
+    parser.add_argument("--version", action="version", version=f"geospade {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log details and show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"geospade.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"geospade.cli.{module_name}":
+                continue  # subcommand not part of this build
+            raise
+        command = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log details and show the full traceback on errors")
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except GeospadeError as exc:
+        if verbose:
+            raise
+        print(f"geospade {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"geospade {args.command}: interrupted; partial outputs were removed.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

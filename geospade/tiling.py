@@ -1,0 +1,163 @@
+"""The tile grid: square windows laid over a raster with a stride, edge rule and halo.
+
+Chip export and synthesis both use :class:`TileGrid`. A tile's ``index`` is its position in
+the full grid (row-major), which is also the number in an exported chip's file name, so chip
+names stay stable whichever tiles are skipped.
+
+Edge rules: ``"drop"`` keeps only tiles that lie wholly inside the raster (training chips);
+``"pad"`` covers every pixel, the last row and column of tiles reaching past the raster's
+right and bottom edges (synthesis; reads there are boundless and writes are clipped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rasterio.windows import Window
+
+from geospade.errors import GridError
+
+EDGE_RULES = ("drop", "pad")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One cell of a :class:`TileGrid`.
+
+    Attributes:
+        index: position in the full grid, ``row * n_cols + col``.
+        row, col: grid coordinates.
+        col_off, row_off: pixel offset of the tile's top-left corner in the raster.
+        size: side length in pixels.
+    """
+
+    index: int
+    row: int
+    col: int
+    col_off: int
+    row_off: int
+    size: int
+
+    @property
+    def window(self) -> Window:
+        """The tile's own window (may reach past the raster with the ``pad`` rule)."""
+        return Window(self.col_off, self.row_off, self.size, self.size)
+
+    def with_halo(self, halo: int) -> Window:
+        """The tile's window grown by ``halo`` pixels on every side (may start below 0)."""
+        return Window(self.col_off - halo, self.row_off - halo, self.size + 2 * halo,
+                      self.size + 2 * halo)
+
+    def clipped(self, width: int, height: int) -> Window:
+        """The part of the tile inside a ``width`` x ``height`` raster."""
+        col0, row0 = max(self.col_off, 0), max(self.row_off, 0)
+        col1 = min(self.col_off + self.size, width)
+        row1 = min(self.row_off + self.size, height)
+        return Window(col0, row0, max(col1 - col0, 0), max(row1 - row0, 0))
+
+    def overlaps(self, other: Tile) -> bool:
+        """True when the two tiles share at least one pixel."""
+        return (
+            self.col_off < other.col_off + other.size
+            and other.col_off < self.col_off + self.size
+            and self.row_off < other.row_off + other.size
+            and other.row_off < self.row_off + self.size
+        )
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Square tiles of ``tile_size`` pixels every ``stride`` pixels over a raster.
+
+    Build one with :func:`tile_grid`, which checks the arguments.
+    """
+
+    width: int
+    height: int
+    tile_size: int
+    stride: int
+    edge: str = "drop"
+
+    @property
+    def n_cols(self) -> int:
+        return _count(self.width, self.tile_size, self.stride, self.edge)
+
+    @property
+    def n_rows(self) -> int:
+        return _count(self.height, self.tile_size, self.stride, self.edge)
+
+    def __len__(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def tile(self, row: int, col: int) -> Tile:
+        """The tile at grid position (row, col)."""
+        if not (0 <= row < self.n_rows and 0 <= col < self.n_cols):
+            raise IndexError(f"tile ({row}, {col}) outside a {self.n_rows} x {self.n_cols} grid")
+        return Tile(row * self.n_cols + col, row, col, col * self.stride, row * self.stride,
+                    self.tile_size)
+
+    def tile_at(self, index: int) -> Tile:
+        """The tile with the given grid index."""
+        return self.tile(*divmod(index, self.n_cols))
+
+    def __iter__(self) -> Iterator[Tile]:
+        for row in range(self.n_rows):
+            for col in range(self.n_cols):
+                yield self.tile(row, col)
+
+
+def _count(extent: int, size: int, stride: int, edge: str) -> int:
+    if edge == "pad":
+        return 1 if extent <= size else math.ceil((extent - size) / stride) + 1
+    return 0 if extent < size else (extent - size) // stride + 1
+
+
+def tile_grid(
+    width: int,
+    height: int,
+    tile_size: int,
+    stride: int | None = None,
+    *,
+    edge: str = "drop",
+    multiple_of: int = 1,
+    source: str | None = None,
+) -> TileGrid:
+    """Lay a grid of ``tile_size`` tiles every ``stride`` pixels over a raster.
+
+    Args:
+        width, height: raster size in pixels.
+        tile_size: tile side in pixels.
+        stride: step between tile origins (default: ``tile_size``, no overlap).
+        edge: ``"drop"`` (tiles wholly inside) or ``"pad"`` (cover every pixel).
+        multiple_of: ``tile_size`` and ``stride`` must be multiples of this (the generator's
+            downsampling factor in synthesis, so every tile sees the same low-resolution grid).
+        source: raster file name, for error messages.
+
+    Raises:
+        GridError: bad sizes, or (``drop``) a tile larger than the raster.
+    """
+    stride = tile_size if stride is None else stride
+    if edge not in EDGE_RULES:
+        raise GridError(f"edge rule '{edge}' is not one of {EDGE_RULES}")
+    if tile_size <= 0 or stride <= 0:
+        raise GridError(f"tile size {tile_size} and stride {stride} must be positive",
+                        hint="Use e.g. --tile-size 256.")
+    for name, value in (("tile size", tile_size), ("stride", stride)):
+        if value % multiple_of:
+            raise GridError(f"{name} {value} is not a multiple of {multiple_of}",
+                            hint=f"Use a multiple of {multiple_of}, e.g. "
+                                 f"{max(multiple_of, value // multiple_of * multiple_of)}.")
+    if edge == "drop" and (tile_size > width or tile_size > height):
+        raise GridError(
+            f"tile size {tile_size} is larger than the raster ({width} x {height} pixels)",
+            path=source,
+            hint=f"Use --tile-size {_largest_fitting(min(width, height), multiple_of)} or smaller.",
+        )
+    return TileGrid(width, height, tile_size, stride, edge)
+
+
+def _largest_fitting(extent: int, multiple_of: int) -> int:
+    step = max(multiple_of, 32 if extent >= 32 else 1)
+    return max(step, extent // step * step)
