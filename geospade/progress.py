@@ -7,12 +7,11 @@ callable ``progress(done, total, message)`` that is called as work completes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 from tqdm.auto import tqdm
 
 ProgressCallback = Callable[[int, int, str], None]
-ProgressArg = Union[bool, ProgressCallback]
+ProgressArg = bool | ProgressCallback
 
 
 class _CallbackBar(tqdm):
