@@ -225,7 +225,7 @@ class ClassScheme:
 def _class_from_mapping(item: Mapping) -> LandCoverClass:
     value = item.get("value", item.get("Value", item.get("ClassValue")))
     name = item.get("name", item.get("Name", item.get("ClassName")))
-    color = item.get("color", item.get("Color", (128, 128, 128)))
+    color = item.get("color") or item.get("Color") or (128, 128, 128)
     if value is None:
         raise ValueError(f"class without a value: {dict(item)}")
     return LandCoverClass(int(value), str(name if name is not None else f"class_{value}"),

@@ -39,7 +39,8 @@ class ImageryInfo:
                                tuple(names[i] if i < 4 else f"band_{i + 1}"
                                      for i in range(self.count)))
         if len(self.low) != self.count or len(self.high) != self.count:
-            raise InputError(f"imagery range has {len(self.low)} values for {self.count} bands")
+            raise InputError(f"imagery range has {len(self.low)} low and {len(self.high)} high values "
+                             f"for {self.count} bands")
 
     def to_model(self, pixels: np.ndarray) -> np.ndarray:
         """(bands, H, W) pixels -> float32 in [-1, 1]."""

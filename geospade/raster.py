@@ -102,7 +102,7 @@ def write_world_file(image_path: str | Path, transform: Affine) -> Path:
     image_path = Path(image_path)
     ext = {".tif": ".tfw", ".tiff": ".tfw", ".png": ".pgw", ".jpg": ".jgw", ".jpeg": ".jgw"}
     world = image_path.with_suffix(ext.get(image_path.suffix.lower(), ".wld"))
-    centre = transform * Affine.translation(0.5, 0.5)
+    centre = transform @ Affine.translation(0.5, 0.5)
     values = (transform.a, transform.d, transform.b, transform.e, centre.c, centre.f)
     world.write_text("".join(f"{v:.10f}\n" for v in values))
     return world
@@ -111,7 +111,7 @@ def write_world_file(image_path: str | Path, transform: Affine) -> Path:
 def read_world_file(path: str | Path) -> Affine:
     """The pixel-corner transform described by a world file."""
     a, d, b, e, c, f = (float(line) for line in Path(path).read_text().split())
-    return Affine(a, b, c, d, e, f) * Affine.translation(-0.5, -0.5)
+    return Affine(a, b, c, d, e, f) @ Affine.translation(-0.5, -0.5)
 
 
 def geotiff_profile(width: int, height: int, count: int, dtype: str, crs, transform,
