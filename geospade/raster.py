@@ -153,11 +153,18 @@ def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are for sharing
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, *tmp.parent.glob(tmp.name + ".*")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -174,6 +181,7 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
