@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a SPADE generator on a chip folder"),
     "synthesize": ("synthesize", "generate one seamless georeferenced GeoTIFF from land cover"),
     "seam-score": ("seam_score", "measure how visible tile seams are in a synthesised raster"),
+    "train-segmenter": ("train_segmenter", "train the land-cover segmenter that evaluate uses"),
+    "evaluate": ("evaluate", "score a model: segmentation consistency, Frechet distance, colours"),
+    "export-model": ("export_model", "package a trained model as an Esri .dlpk for ArcGIS Pro"),
+    "demo": ("demo", "run the whole pipeline on the built-in demo scene (quickstart)"),
 }
 
 
