@@ -1,0 +1,199 @@
+"""The fully convolutional SPADE generator: one-hot land cover (+ noise) -> imagery in [-1, 1].
+
+The published generator starts from a fixed-size tensor; here the start tensor is the label
+map itself downsampled by 2**k and passed through a 3x3 conv, so the network accepts any
+height and width that are multiples of 2**k. Synthesis feeds it a tile plus a halo larger than
+the training chips. With batch norm in eval mode every layer is a translation-equivariant
+function of the label map and the noise (for shifts that are multiples of 2**k), so generating
+a tile equals cropping the generation of the whole raster away from a border of width
+:func:`receptive_field`.
+
+Channel schedule: at resolution j (0 = coarsest, k = full) the width is
+``ngf * min(16, 2**(k - j))``; one block at the start resolution, two after the first
+upsampling, then one per resolution, as in the published "normal" generator for k = 5.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geospade.errors import InputError
+from geospade.models import noise as noise_lib
+from geospade.models.blocks import SpadeResBlock
+from geospade.models.config import ModelConfig
+from geospade.models.init import init_conv
+
+
+def channel_schedule(cfg: ModelConfig) -> list[list[tuple[int, int]]]:
+    """(fin, fout) of every residual block, grouped by resolution (coarsest first)."""
+    k = cfg.num_upsampling
+    width = [cfg.ngf * min(16, 2 ** (k - j)) for j in range(k + 1)]
+    stages = [[(width[0], width[0])]]
+    for j in range(1, k + 1):
+        stage = [(width[j - 1], width[j])]
+        if j == 1:  # the published generator's second middle block
+            stage.append((width[j], width[j]))
+        stages.append(stage)
+    return stages
+
+
+def receptive_field(cfg: ModelConfig) -> int:
+    """Radius r in pixels: an output pixel depends only on inputs within r of it.
+
+    Computed by interval arithmetic through the network (convs, nearest upsampling, and the
+    label map sampled at each resolution), for every alignment of the output pixel to the
+    coarsest grid, counting a low-resolution cell as all the full-resolution pixels it covers.
+    A crop of the output further than r from the crop's border is therefore unaffected by zero
+    padding, and equals the same pixels of a generation over any larger window (for shifts that
+    are multiples of 2**k). With instance norm every pixel depends on the whole tile: this is
+    then only the convolutional part.
+
+    Args:
+        cfg: the model config.
+    """
+    k = cfg.num_upsampling
+    # Reach of the conditioning map beyond a block's output, in that resolution's cells:
+    # two 3x3 convs before norm_0's position, plus SPADE's two convs (none for CLADE).
+    spade_reach = 2 * (cfg.spade_kernel // 2) if cfg.adaptive == "spade" else 0
+    stages = channel_schedule(cfg)
+    radius = 0
+    for p in range(2 ** k):
+        lo, hi = p - 1, p + 1  # final 3x3 conv at full resolution
+        first, last = p, p
+        for j in range(k, -1, -1):
+            s = 2 ** (k - j)
+            for _ in stages[j]:
+                first = min(first, (lo - 2 - spade_reach) * s)
+                last = max(last, (hi + 2 + spade_reach) * s + s - 1)
+                lo, hi = lo - 2, hi + 2
+            if j > 0:  # nearest 2x upsampling: fine index i reads coarse index i // 2
+                lo, hi = lo // 2, hi // 2
+        lo, hi = lo - 1, hi + 1  # the first conv on the coarsest label map
+        s = 2 ** k
+        first, last = min(first, lo * s), max(last, hi * s + s - 1)
+        radius = max(radius, p - first, last - p)
+    return radius
+
+
+def seamless_halo(cfg: ModelConfig) -> int:
+    """The smallest halo, a multiple of 2**k, at least :func:`receptive_field`.
+
+    Tiles generated with this much context on every side (and origins on the 2**k grid) are
+    identical to generating the whole raster at once, bar float rounding. Much smaller halos
+    are usually invisible in practice, because distant pixels have little influence.
+    """
+    f = cfg.downsampling_factor
+    return -(-receptive_field(cfg) // f) * f
+
+
+class SpadeGenerator(nn.Module):
+    """SPADE generator, fully convolutional, with optional tiling-invariant noise.
+
+    Args:
+        cfg: the model config.
+
+    Attributes:
+        config: the config it was built from.
+        downsampling_factor: 2**k; input sizes and tile offsets must be multiples of it.
+        receptive_field: radius in pixels of an output pixel's dependence on the input.
+        seamless_halo: receptive_field rounded up to a multiple of downsampling_factor.
+        noise_channels: channels of the noise input (0: the model takes none).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.downsampling_factor = cfg.downsampling_factor
+        self.receptive_field = receptive_field(cfg)
+        self.seamless_halo = seamless_halo(cfg)
+        self.noise_channels = cfg.noise_channels
+        cond = cfg.label_channels + cfg.noise_channels
+        stages = channel_schedule(cfg)
+        self.head = init_conv(nn.Conv2d(cond, stages[0][0][0], 3, padding=1))
+        self.stages = nn.ModuleList(
+            nn.ModuleList(
+                SpadeResBlock(fin, fout, cond, cfg.norm, cfg.adaptive, cfg.spade_hidden,
+                              cfg.spade_kernel)
+                for fin, fout in stage)
+            for stage in stages)
+        self.to_image = init_conv(nn.Conv2d(stages[-1][-1][1], cfg.out_channels, 3, padding=1))
+
+    def make_noise(self, batch: int, height: int, width: int, seed: noise_lib.IntArg,
+                   row_off: noise_lib.IntArg = 0, col_off: noise_lib.IntArg = 0,
+                   device: torch.device | str | None = None) -> torch.Tensor | None:
+        """Noise for windows of a raster: a pure function of the seed and global pixels.
+
+        Args:
+            batch: number of windows.
+            height, width: window size in pixels.
+            seed: the raster's noise seed (one for all windows, or one per window).
+            row_off, col_off: global top-left pixel of the window(s); ints or one per window.
+                Keep them multiples of ``downsampling_factor`` so tiles line up.
+            device: where to build it (default: the model's device).
+
+        Returns:
+            (batch, noise_channels, height, width) float32, or None if the model takes none.
+        """
+        if device is None:
+            device = self.to_image.weight.device
+        return noise_lib.make_noise(batch, height, width, seed, row_off, col_off,
+                                    style_channels=self.config.noise_dim,
+                                    spatial_channels=self.config.noise_spatial, device=device)
+
+    def _check(self, onehot: torch.Tensor, noise: torch.Tensor | None) -> None:
+        cfg = self.config
+        if onehot.dim() != 4 or onehot.shape[1] not in (cfg.num_classes + 1, cfg.label_channels):
+            raise InputError(
+                f"generator expects one-hot labels (B, {cfg.num_classes + 1}, H, W), got "
+                f"{tuple(onehot.shape)}", hint="Build them with geospade.models.one_hot.")
+        h, w = onehot.shape[-2:]
+        f = self.downsampling_factor
+        if h % f or w % f:
+            raise InputError(f"label map size {h}x{w} is not a multiple of {f} (2**k)",
+                             hint=f"Pad or crop the label map to a multiple of {f} pixels.")
+        if noise is not None and (noise.shape[1] != self.noise_channels
+                                  or noise.shape[-2:] != onehot.shape[-2:]
+                                  or noise.shape[0] != onehot.shape[0]):
+            raise InputError(
+                f"noise of shape {tuple(noise.shape)} does not fit labels {tuple(onehot.shape)} "
+                f"and {self.noise_channels} noise channels", hint="Build it with G.make_noise.")
+
+    def forward(self, onehot: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate imagery.
+
+        Args:
+            onehot: float (B, num_classes + 1, H, W), last channel don't-care; H and W
+                multiples of ``downsampling_factor``.
+            noise: from :meth:`make_noise`; None draws fresh random noise (torch's RNG).
+
+        Returns:
+            (B, out_channels, H, W) in [-1, 1].
+        """
+        self._check(onehot, noise)
+        cond = onehot[:, : self.config.label_channels]
+        if self.noise_channels:
+            if noise is None:
+                b, _, h, w = onehot.shape
+                noise = noise_lib.random_noise(b, h, w, style_channels=self.config.noise_dim,
+                                               spatial_channels=self.config.noise_spatial,
+                                               device=onehot.device, dtype=onehot.dtype)
+            cond = torch.cat([cond, noise.to(onehot.dtype)], dim=1)
+        k = self.config.num_upsampling
+        # Strided slicing is exactly nearest-neighbour downsampling by 2**(k - j), and keeps
+        # every resolution's grid anchored at global pixel multiples of 2**(k - j).
+        x = self.head(cond[..., :: 2**k, :: 2**k])
+        for j, stage in enumerate(self.stages):
+            if j:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            s = 2 ** (k - j)
+            level = cond[..., ::s, ::s] if s > 1 else cond
+            for block in stage:
+                x = block(x, level)
+        return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+
+def build_generator(cfg: ModelConfig) -> SpadeGenerator:
+    """The generator described by ``cfg``."""
+    return SpadeGenerator(cfg)
