@@ -108,7 +108,7 @@ class ClassScheme:
                 lut[:] = self.index_of(map_unknown)
             for i, value in enumerate(self.values):
                 lut[value] = i
-            if self.nodata is not None:
+            if self.nodata is not None and self.nodata >= 0:
                 lut[self.nodata] = self.ignore_index
             self._lut_cache[key] = lut
         return self._lut_cache[key]
@@ -151,6 +151,8 @@ class ClassScheme:
         safe = np.where(out_of_range, 0, arr)
         indices = lut[safe]
         indices[out_of_range] = -1 if map_unknown is None else self.index_of(map_unknown)
+        if self.nodata is not None and self.nodata < 0:  # e.g. int16 land cover with nodata -1
+            indices[arr == self.nodata] = self.ignore_index
         if valid is not None:
             indices[~valid] = self.ignore_index
         unknown = indices < 0

@@ -1,0 +1,71 @@
+"""Tile a land-cover raster and its imagery into training chips (ArcGIS Pro Classified_Tiles).
+
+Writes images/ and labels/ GeoTIFF (or PNG) chips with world files, map.txt, stats.txt,
+esri_accumulated_stats.json and esri_model_definition.emd as ArcGIS Pro does, plus
+chips.gpkg (a tile index), class_scheme.json and geospade_export.json. Imagery on another
+grid is resampled bilinearly onto the land cover's grid; labels are never resampled.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``geospade export-chips``."""
+    parser.add_argument("landcover", type=Path, help="classified land-cover raster (integer)")
+    parser.add_argument("--imagery", type=Path, required=True,
+                        help="imagery of the same area (any CRS, resolution and alignment)")
+    parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True,
+                        help="chip folder to create")
+    parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="step between chips in pixels (None: the tile size)")
+    parser.add_argument("--max-nodata", type=_fraction, default=0.0,
+                        help="skip chips with a larger share of nodata pixels "
+                             "(0 skips any chip touching nodata)")
+    parser.add_argument("--aoi", type=Path, default=None,
+                        help="polygons (gpkg, shp, geojson; any CRS): keep only chips inside")
+    parser.add_argument("--classes", default=None,
+                        help="class scheme: chesapeake-7, chesapeake-13 or a JSON file "
+                             "(None: from the raster's colour or attribute table, else the "
+                             "values present)")
+    parser.add_argument("--val-fraction", type=_fraction, default=0.0,
+                        help="share of chips held out for validation, by spatial blocks")
+    parser.add_argument("--val-block", type=int, default=None,
+                        help="side of the validation blocks in pixels (None: about 4 tiles)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    parser.add_argument("--format", dest="image_format", choices=("tif", "png"), default="tif",
+                        help="chip format (PNG holds at most 3 bands)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="reader/writer threads (None: the CPU count, at most 4)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the output folder if it is not empty")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="do not show progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export the chips and print a one-line summary."""
+    from geospade.chips.export import export_chips
+
+    result = export_chips(
+        args.landcover, args.imagery, args.out_dir, tile_size=args.tile_size,
+        stride=args.stride, max_nodata=args.max_nodata, aoi=args.aoi, classes=args.classes,
+        val_fraction=args.val_fraction, val_block=args.val_block, seed=args.seed,
+        image_format=args.image_format, workers=args.workers, overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    skipped = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in result.skipped.items() if n)
+    print(f"{result.num_chips} chips ({result.num_train} train, {result.num_val} val) of "
+          f"{result.num_tiles} tiles written to {result.out_dir} in {result.seconds:.1f} s"
+          + (f"; skipped: {skipped}" if skipped else ""))
+    return 0

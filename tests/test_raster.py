@@ -1,0 +1,179 @@
+"""Raster helpers: opening with clear errors, grid alignment, world files, safe outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+
+from geospade.errors import InputError, OutputExistsError
+from geospade.raster import (
+    aligned_view,
+    atomic_dir,
+    atomic_file,
+    check_landcover,
+    check_output,
+    geotiff_profile,
+    open_raster,
+    read_world_file,
+    require_crs,
+    same_grid,
+    write_world_file,
+)
+
+ORIGIN = from_origin(500000.0, 4000000.0, 1.0, 1.0)
+
+
+def _raster(path, data, *, crs="EPSG:32618", transform=ORIGIN, nodata=None):
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
+               "count": data.shape[0], "dtype": data.dtype.name, "transform": transform,
+               "nodata": nodata}
+    if crs:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def test_open_raster_names_a_missing_file(tmp_path):
+    with pytest.raises(InputError, match=r"missing\.tif: imagery not found"):
+        open_raster(tmp_path / "missing.tif", "imagery")
+
+
+def test_open_raster_names_an_unreadable_file(tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    with pytest.raises(InputError, match="cannot open land cover"):
+        open_raster(bad, "land cover")
+
+
+def test_float_land_cover_is_rejected(tmp_path):
+    with open_raster(_raster(tmp_path / "f.tif", np.zeros((8, 8), np.float32))) as ds, \
+            pytest.raises(InputError, match="data type float32"):
+        check_landcover(ds)
+    with open_raster(_raster(tmp_path / "i.tif", np.zeros((8, 8), np.uint8))) as ds:
+        check_landcover(ds)
+
+
+def test_missing_crs_is_named(tmp_path):
+    nocrs = _raster(tmp_path / "n.tif", np.zeros((8, 8), np.uint8), crs=None)
+    with open_raster(nocrs) as ds, \
+            pytest.raises(InputError, match="imagery has no coordinate reference system"):
+        require_crs(ds, "imagery")
+
+
+def test_same_grid_needs_crs_transform_and_size(tmp_path):
+    a = _raster(tmp_path / "a.tif", np.zeros((8, 8), np.uint8))
+    b = _raster(tmp_path / "b.tif", np.zeros((3, 8, 8), np.uint8))
+    c = _raster(tmp_path / "c.tif", np.zeros((8, 8), np.uint8),
+                transform=ORIGIN @ Affine.translation(1, 0))
+    d = _raster(tmp_path / "d.tif", np.zeros((8, 8), np.uint8), crs="EPSG:26918")
+    with rasterio.open(a) as ra, rasterio.open(b) as rb, rasterio.open(c) as rc, \
+            rasterio.open(d) as rd:
+        assert same_grid(ra, rb)
+        assert not same_grid(ra, rc)
+        assert not same_grid(ra, rd)
+
+
+def test_aligned_view_is_the_imagery_itself_on_the_same_grid(tmp_path):
+    lc = _raster(tmp_path / "lc.tif", np.zeros((16, 16), np.uint8))
+    img = _raster(tmp_path / "img.tif", np.zeros((3, 16, 16), np.uint8))
+    with rasterio.open(lc) as l_ds, rasterio.open(img) as i_ds:
+        assert aligned_view(i_ds, l_ds) is i_ds
+
+
+def test_aligned_view_warps_other_grids_onto_the_land_cover(tmp_path):
+    lc = _raster(tmp_path / "lc.tif", np.zeros((16, 16), np.uint8))
+    # Imagery at 2 m, shifted by 4 m: a pixel of the view must sample the right place.
+    cols = np.arange(12, dtype=np.float32)
+    img_data = np.broadcast_to(cols, (12, 12)).astype(np.float32)
+    img = _raster(tmp_path / "img.tif", img_data,
+                  transform=from_origin(500000.0 - 4.0, 4000000.0, 2.0, 2.0))
+    with rasterio.open(lc) as l_ds, rasterio.open(img) as i_ds:
+        view = aligned_view(i_ds, l_ds)
+        assert isinstance(view, WarpedVRT)
+        with view:
+            assert (view.width, view.height) == (16, 16)
+            assert view.transform == l_ds.transform
+            values = view.read(1)
+    # Land-cover column 4 (x = 500004.5) is imagery x = 8.5 m from its origin: column 4.25.
+    assert values[5, 4] == pytest.approx(3.75, abs=0.3)
+
+
+def test_aligned_view_rejects_imagery_elsewhere(tmp_path):
+    lc = _raster(tmp_path / "lc.tif", np.zeros((16, 16), np.uint8))
+    img = _raster(tmp_path / "far.tif", np.zeros((3, 16, 16), np.uint8),
+                  transform=from_origin(600000.0, 4000000.0, 1.0, 1.0))
+    with rasterio.open(lc) as l_ds, rasterio.open(img) as i_ds, \
+            pytest.raises(InputError, match="do not overlap"):
+        aligned_view(i_ds, l_ds)
+
+
+def test_aligned_view_requires_imagery_crs(tmp_path):
+    lc = _raster(tmp_path / "lc.tif", np.zeros((16, 16), np.uint8))
+    img = _raster(tmp_path / "img.tif", np.zeros((3, 16, 16), np.uint8), crs=None)
+    with rasterio.open(lc) as l_ds, rasterio.open(img) as i_ds, \
+            pytest.raises(InputError, match="no coordinate reference system"):
+        aligned_view(i_ds, l_ds)
+
+
+def test_world_file_holds_the_centre_of_the_top_left_pixel(tmp_path):
+    transform = from_origin(1300000.0, 1780000.0, 1.0, 1.0)
+    world = write_world_file(tmp_path / "chip.tif", transform)
+    assert world.name == "chip.tfw"
+    lines = world.read_text().splitlines()
+    assert lines == ["1.0000000000", "0.0000000000", "0.0000000000", "-1.0000000000",
+                     "1300000.5000000000", "1779999.5000000000"]
+    assert read_world_file(world).almost_equals(transform)
+    assert write_world_file(tmp_path / "chip.png", transform).name == "chip.pgw"
+
+
+def test_geotiff_profile_is_tiled_only_for_large_rasters():
+    big = geotiff_profile(4096, 4096, 3, "uint8", "EPSG:32618", ORIGIN)
+    assert big["tiled"] and big["blockxsize"] == 512 and big["predictor"] == 2
+    small = geotiff_profile(100, 100, 1, "float32", None, ORIGIN, nodata=-1)
+    assert "tiled" not in small and "predictor" not in small and small["nodata"] == -1
+
+
+def test_check_output_refuses_non_empty_paths_without_overwrite(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert check_output(empty, overwrite=False) == empty
+    (empty / "x").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        check_output(empty, overwrite=False)
+    assert check_output(empty, overwrite=True) == empty
+
+
+def test_atomic_file_appears_only_on_success(tmp_path):
+    target = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_file(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    with pytest.raises(OutputExistsError), atomic_file(target):
+        pass
+    assert target.read_text() == "whole"
+
+
+def test_atomic_dir_replaces_an_old_folder_only_when_complete(tmp_path):
+    target = tmp_path / "chips"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chips"]
