@@ -1,0 +1,230 @@
+"""Training options: one dataclass that is also the YAML file format and the CLI's flags.
+
+Every field of :class:`TrainConfig` is a key of ``--config file.yaml`` and a ``--flag`` of
+``geospade train`` (underscores become dashes). Class count, band count and value ranges are
+not options: they come from the chip folder's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from geospade.errors import InputError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+METRICS_FORMATS = ("jsonl", "csv")
+AMP_DTYPES = ("auto", "bf16", "fp16")
+DEFAULT_STEPS = 5000
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field whose help text is the CLI flag's help."""
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that controls a training run (not the data: that comes from the chips).
+
+    Args:
+        preset: model size, one of geospade.models.PRESETS ("paper", "cpu", "tiny").
+        model: overrides of single model-config fields, e.g. ``{"ngf": 32}``.
+        classes: class scheme overriding the chip folder's (preset name or JSON file).
+        map_unknown: class value given to label values outside the scheme (default: error).
+        steps: number of optimisation steps (default 5000 unless ``epochs`` is given).
+        epochs: train for this many passes over the training chips instead of ``steps``.
+        batch_size: chips per step on each process (per GPU under torchrun).
+        lr_g, lr_d: Adam learning rates (two-time-scale update rule).
+        beta1, beta2: Adam betas; SPADE uses (0, 0.9).
+        lambda_fm: weight of the discriminator feature-matching loss.
+        lambda_vgg: weight of the VGG19 perceptual loss (only with ``vgg_weights``).
+        vgg_weights: file with torchvision VGG19 weights; without it no VGG loss is used.
+        ema_decay: decay of the exponential moving average of the generator weights.
+        bn_batches: training batches used to recompute the EMA generator's batch-norm
+            statistics before each checkpoint and sample grid.
+        augment: random flips and 90-degree rotations of chips (changes shadow direction).
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+        amp: mixed precision; None = on for CUDA, off elsewhere.
+        amp_dtype: "auto" (bf16 where the GPU supports it, else fp16), "bf16" or "fp16".
+        channels_last: channels-last memory format; None = on for CUDA.
+        seed: seed of weights, data order, noise and augmentation.
+        workers: data-loading worker processes.
+        checkpoint_every: write checkpoints/step_NNNNNN.pt every this many steps.
+        sample_every: write samples/step_NNNNNN.png every this many steps.
+        log_every: write a metrics line every this many steps.
+        num_samples: validation chips shown in each sample grid.
+        metrics_format: "jsonl" or "csv".
+        tensorboard: also write TensorBoard event files (needs the tensorboard package).
+    """
+
+    preset: str = _opt("cpu", "model size: cpu (trains on a laptop CPU), paper (the published "
+                       "size, for GPUs) or tiny", metavar="NAME")
+    model: dict = _opt({}, "override one model-config field, e.g. ngf=32 (repeatable)",
+                       metavar="KEY=VALUE")
+    classes: str | None = _opt(None, "class scheme overriding the chips' own: preset name or "
+                               "JSON file", metavar="SCHEME")
+    map_unknown: int | None = _opt(None, "class value for label values outside the class scheme",
+                               metavar="VALUE")
+    steps: int | None = _opt(None, f"optimisation steps (default {DEFAULT_STEPS} unless --epochs)")
+    epochs: int | None = _opt(None, "passes over the training chips (instead of --steps)")
+    batch_size: int = _opt(4, "chips per step on each process (per GPU under torchrun)")
+    lr_g: float = _opt(1e-4, "generator learning rate")
+    lr_d: float = _opt(4e-4, "discriminator learning rate")
+    beta1: float = _opt(0.0, "Adam beta1")
+    beta2: float = _opt(0.9, "Adam beta2")
+    lambda_fm: float = _opt(10.0, "weight of the feature-matching loss")
+    lambda_vgg: float = _opt(10.0, "weight of the VGG19 loss (only with --vgg-weights)")
+    vgg_weights: str | None = _opt(None, "torchvision VGG19 weights file; enables the VGG loss",
+                               metavar="FILE")
+    ema_decay: float = _opt(0.999, "decay of the generator weights' moving average")
+    bn_batches: int = _opt(4, "batches used to refresh the EMA generator's batch-norm statistics")
+    augment: bool = _opt(False, "random flips/rotations of chips (changes shadow direction)")
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps", metavar="DEVICE")
+    amp: bool | None = _opt(None, "mixed precision (default: on for CUDA)")
+    amp_dtype: str = _opt("auto", "auto (bf16 if supported, else fp16), bf16 or fp16",
+                          choices=AMP_DTYPES)
+    channels_last: bool | None = _opt(None, "channels-last memory format (default: on for CUDA)")
+    seed: int = _opt(0, "seed of weights, data order, noise and augmentation")
+    workers: int = _opt(0, "data-loading worker processes")
+    checkpoint_every: int = _opt(1000, "write checkpoints/step_NNNNNN.pt every N steps")
+    sample_every: int = _opt(500, "write samples/step_NNNNNN.png every N steps")
+    log_every: int = _opt(10, "write a metrics line every N steps")
+    num_samples: int = _opt(4, "validation chips in each sample grid")
+    metrics_format: str = _opt("jsonl", "metrics log format: jsonl or csv",
+                               choices=METRICS_FORMATS)
+    tensorboard: bool = _opt(False, "also write TensorBoard logs to RUN_DIR/tensorboard")
+
+    # -- checks --------------------------------------------------------------------------
+    def validate(self, source: str | Path | None = None) -> TrainConfig:
+        """Raise InputError naming the first option whose value cannot work."""
+        def bad(name: str, why: str, hint: str) -> InputError:
+            value = getattr(self, name)
+            return InputError(f"training option {name}={value!r}: {why}", path=source, hint=hint)
+
+        for name in ("batch_size", "checkpoint_every", "sample_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1", "Give a positive whole number.")
+        for name in ("steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise bad(name, "must be at least 1", "Give a positive whole number.")
+        if self.steps is not None and self.epochs is not None:
+            raise bad("epochs", f"given together with steps={self.steps}",
+                      "Give either steps or epochs, not both.")
+        for name in ("workers", "num_samples", "bn_batches", "seed"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must not be negative", "Give 0 or more.")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive", "SPADE uses lr_g=1e-4, lr_d=4e-4.")
+        for name in ("beta1", "beta2", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise bad(name, "must be in [0, 1)", "SPADE uses beta1=0, beta2=0.9.")
+        for name in ("lambda_fm", "lambda_vgg"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must not be negative", "Give 0 to switch the loss off.")
+        if not DEVICE_PATTERN.match(self.device):
+            raise bad("device", "unknown device", "Use auto, cpu, cuda, cuda:N or mps.")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise bad("amp_dtype", "unknown precision", f"Use one of {list(AMP_DTYPES)}.")
+        if self.metrics_format not in METRICS_FORMATS:
+            raise bad("metrics_format", "unknown format", f"Use one of {list(METRICS_FORMATS)}.")
+        return self
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Number of optimisation steps of the whole run."""
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        return self.steps if self.steps is not None else DEFAULT_STEPS
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str | Path | None = None) -> TrainConfig:
+        """Build from a mapping; InputError names unknown keys and values of the wrong type."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InputError(f"unknown training options {unknown}", path=source,
+                             hint=f"Valid options: {', '.join(names)}.")
+        values = {key: coerce(names[key], value, source) for key, value in data.items()}
+        return cls(**values).validate(source)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some options changed (checked like a YAML file)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML file of training options (keys as in :class:`TrainConfig`)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError("config file not found", path=path, hint="Check the path.") from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML ({exc})", path=path) from None
+        if not isinstance(data, Mapping):
+            raise InputError("config file must hold a mapping of option: value", path=path,
+                             hint="Write one 'option: value' per line.")
+        return cls.from_dict(data, source=path)
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write the options as YAML (readable back with :meth:`from_yaml`)."""
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+def field_kind(f: dataclasses.Field) -> tuple[type, bool]:
+    """(base type, optional) of a TrainConfig field, from its annotation string."""
+    annotation = str(f.type).replace(" ", "")
+    optional = annotation.endswith("|None")
+    base = annotation.removesuffix("|None")
+    return {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}[base], optional
+
+
+def coerce(f: dataclasses.Field, value: Any, source: str | Path | None = None) -> Any:
+    """``value`` converted to the type of field ``f``; InputError when it cannot be."""
+    kind, optional = field_kind(f)
+    if value is None:
+        if optional:
+            return None
+        raise InputError(f"training option {f.name} cannot be empty", path=source,
+                         hint=f"Give a {kind.__name__} or leave the option out.")
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false",
+                                                            "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)  # YAML reads 1e-4 as a string: float() handles it
+        if kind is dict:
+            if not isinstance(value, Mapping):
+                raise ValueError
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise InputError(f"training option {f.name}={value!r} is not a {kind.__name__}",
+                         path=source, hint="Fix the value's type.") from None

@@ -1,0 +1,157 @@
+"""Devices and multi-process training: device choice, torchrun set-up, data sharding.
+
+A single process is the degenerate case (rank 0 of 1), so the trainer has one code path.
+Under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the process group (NCCL on CUDA,
+gloo on CPU), trains on its own shard of every epoch, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from geospade.errors import InputError
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the run.
+
+    Args:
+        rank: global rank (0 writes checkpoints, logs and samples).
+        world_size: number of processes.
+        local_rank: rank on this machine (selects the GPU).
+        device: the device this process computes on.
+        owns_group: the process group was created by :func:`start` (and is ended by
+            :func:`stop`), not by the caller.
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+    """The device for ``spec`` ("auto": CUDA, then Apple MPS, then CPU).
+
+    Args:
+        spec: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        local_rank: under torchrun, "auto"/"cuda" pick GPU ``local_rank``.
+    """
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if spec == "auto":
+        spec = "cuda" if cuda else "mps" if mps else "cpu"
+    if spec.startswith("cuda"):
+        if not cuda:
+            raise InputError(f"device '{spec}' requested but this PyTorch sees no CUDA GPU",
+                             hint="Use --device cpu, or install a CUDA build of PyTorch.")
+        index = int(spec.split(":")[1]) if ":" in spec else local_rank
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device '{spec}': only {torch.cuda.device_count()} GPU(s) visible",
+                             hint="Pick an existing GPU index.")
+        return torch.device("cuda", index)
+    if spec == "mps" and not mps:
+        raise InputError("device 'mps' requested but Apple MPS is not available",
+                         hint="Use --device cpu.")
+    return torch.device(spec)
+
+
+def start(device_spec: str = "auto") -> Process:
+    """Join the torchrun process group if launched by torchrun; pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_spec, local_rank)
+    owns_group = world_size > 1 and not dist.is_initialized()
+    if owns_group:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Process(rank, world_size, local_rank, device, owns_group)
+
+
+def stop(process: Process) -> None:
+    """Leave the process group if :func:`start` created it."""
+    if process.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(process: Process) -> None:
+    """Wait for every process (no-op for a single process)."""
+    if process.distributed:
+        dist.barrier()
+
+
+def all_true(flag: bool, process: Process) -> bool:
+    """True only if ``flag`` is True on every process (so all ranks take the same branch)."""
+    if not process.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=process.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def gather_objects(obj: Any, process: Process) -> list:
+    """Every rank's ``obj``, in rank order, on every process."""
+    if not process.distributed:
+        return [obj]
+    out: list = [None] * process.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def epoch_order(num_items: int, seed: int, epoch: int, rank: int = 0,
+                world_size: int = 1) -> list[int]:
+    """This rank's chip indices for ``epoch``: a pure function of (seed, epoch).
+
+    Like DistributedSampler with ``set_epoch``: one shuffled permutation per epoch, padded by
+    wrapping around to a multiple of ``world_size``, and rank ``r`` takes items r, r+W, ...
+    Being stateless, it lets a resumed run skip exactly the items already consumed.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_items, generator=generator).tolist()
+    padded = -(-num_items // world_size) * world_size
+    order += order[: padded - num_items]
+    return order[rank::world_size]
+
+
+def rng_state() -> dict:
+    """Every random-number generator this process uses (restored on resume)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's random."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

@@ -1,0 +1,588 @@
+"""The SPADE training loop: one function, read top to bottom.
+
+Each step: a discriminator step (hinge loss on real chips vs generated ones), a generator
+step (hinge + feature matching [+ VGG]), then the moving average (EMA) of the generator's
+weights, which is what synthesis uses. Everything else (checkpoints, samples, metrics) hangs
+off step counters. Runs as one process or as one of many under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from geospade.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from geospade.chips.dataset import ChipDataset
+from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
+from geospade.models import (
+    build_discriminator,
+    build_generator,
+    model_config,
+    one_hot,
+    recompute_batchnorm_stats,
+)
+from geospade.models.losses import VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geospade.progress import ProgressArg, progress_bar
+from geospade.training import distributed
+from geospade.training.config import TrainConfig
+from geospade.training.distributed import Process
+from geospade.training.logs import MetricsLog, require_tensorboard
+from geospade.training.visuals import sample_grid, write_png
+
+# What a run folder holds; --overwrite removes exactly these.
+RUN_ENTRIES = ("config.yaml", "checkpoints", "samples", "metrics.jsonl", "metrics.csv",
+               "tensorboard")
+StepCallback = Callable[[int, dict], None]
+log_message = logging.getLogger(__name__)
+
+
+def train(
+    chips_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: ProgressArg = True,
+    callback: StepCallback | None = None,
+) -> Path:
+    """Train a SPADE generator on a chip folder; returns the path of the latest checkpoint.
+
+    Class scheme, band count and value ranges come from the chip folder's metadata. Under
+    ``torchrun`` every process calls this function; only rank 0 writes files.
+
+    Args:
+        chips_dir: a geospade or ArcGIS Pro Classified_Tiles chip folder.
+        run_dir: where config.yaml, checkpoints/, samples/ and metrics go.
+        config: training options; None = defaults, or the run's own options with ``resume``.
+        resume: continue from ``run_dir/checkpoints/latest.pt`` (bit for bit on the same
+            hardware); raise the step or epoch count in ``config`` to train further.
+        overwrite: start afresh in a ``run_dir`` that already holds a run.
+        progress: progress bar (True), silence (False) or a callback(done, total, message).
+        callback: called after every step on every process as ``callback(step, info)``,
+            info holding the losses, the (unwrapped) generator, discriminator and EMA
+            generator, this process's rank and the dataset indices of the step's chips:
+            for notebooks and tests.
+
+    Raises:
+        OutputExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        CheckpointError: ``resume`` without a checkpoint, or one from other data or model.
+        TrainingDivergedError: a loss became NaN or infinite; the last checkpoint is kept.
+        InputError: unusable chips or options.
+        KeyboardInterrupt: Ctrl-C in a single-process run, raised once the step in progress
+            has finished and latest.pt has been written (``resume`` continues from it).
+    """
+    run_dir = Path(run_dir)
+    if config is None and resume and (run_dir / "config.yaml").exists():
+        config = TrainConfig.from_yaml(run_dir / "config.yaml")  # the run's own options
+    process = distributed.start((config or TrainConfig()).device)
+    try:
+        return _train(Path(chips_dir), run_dir, config, resume, overwrite, progress, callback,
+                      process)
+    finally:
+        distributed.stop(process)
+
+
+def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: bool,
+           overwrite: bool, progress: ProgressArg, callback: StepCallback | None,
+           process: Process) -> Path:
+    # ---- where we start from: a fresh run folder or the latest checkpoint -------------------
+    checkpoint = prepare_run_dir(run_dir, resume, overwrite, process)
+    if config is None:
+        config = (TrainConfig.from_dict(checkpoint["train_config"]) if checkpoint
+                  else TrainConfig())
+    config.validate()
+    if config.tensorboard:
+        require_tensorboard()  # on every process: a rank-0-only error would hang the others
+    device = process.device
+
+    # ---- data: the class scheme and imagery scaling come from the chips' metadata ----------
+    train_set = ChipDataset(chips_dir, "train", augment=config.augment, seed=config.seed,
+                            class_scheme=config.classes, map_unknown=config.map_unknown)
+    folder, scheme, imagery = train_set.folder, train_set.class_scheme, train_set.imagery
+    steps_per_epoch = count_steps_per_epoch(len(train_set), config.batch_size,
+                                            process.world_size, chips_dir)
+    total_steps = config.total_steps(steps_per_epoch)
+
+    # ---- models and optimisers (same initial weights on every process) ---------------------
+    distributed.seed_everything(config.seed)
+    mcfg = model_config(config.preset, scheme.num_classes, imagery.count, **config.model)
+    check_chip_size(folder.tile_size, mcfg.downsampling_factor, chips_dir, config.preset)
+    generator = build_generator(mcfg).to(device)
+    discriminator = build_discriminator(mcfg).to(device)
+    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    betas = (config.beta1, config.beta2)
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas)
+    amp_dtype = autocast_dtype(config, device)
+    scaler = grad_scaler(device, enabled=amp_dtype == torch.float16)
+    vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
+    card = ModelCard(model_config=mcfg.to_dict(), class_scheme=scheme, imagery=imagery,
+                     chip_size=folder.tile_size, resolution=folder.resolution,
+                     crs_wkt=folder.crs_wkt, crs_units=folder.crs_units,
+                     extra={"chips_dir": str(chips_dir.resolve()), "device": str(device),
+                            "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
+                            "world_size": process.world_size})
+
+    step = 0
+    if checkpoint is not None:
+        check_resumable(checkpoint, card, run_dir)
+        generator.load_state_dict(checkpoint["generator"])
+        discriminator.load_state_dict(checkpoint["discriminator"])
+        generator_ema.load_state_dict(checkpoint["generator_ema"])
+        optimizer_g.load_state_dict(checkpoint["optimizer_g"])
+        optimizer_d.load_state_dict(checkpoint["optimizer_d"])
+        if checkpoint.get("grad_scaler"):  # empty when saved without fp16 scaling
+            scaler.load_state_dict(checkpoint["grad_scaler"])
+        for optimizer, lr in ((optimizer_g, config.lr_g), (optimizer_d, config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr  # learning rates may be changed on resume
+        step = int(checkpoint["step"])
+        if step >= total_steps and process.is_main:
+            log_message.warning("%s is already at step %d of %d: nothing to train; raise the "
+                                "step or epoch count to continue", run_dir, step, total_steps)
+        rng = checkpoint["rng"]
+        if len(rng) == process.world_size:
+            distributed.set_rng_state(rng[process.rank])
+        else:  # another process count: the data order is another one anyway
+            distributed.seed_everything(config.seed + 7919 * process.rank + step)
+    else:
+        # Different noise and dropout per process, from here on.
+        distributed.seed_everything(config.seed + 7919 * process.rank)
+
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else device.type == "cuda")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    generator.to(memory_format=memory_format)
+    discriminator.to(memory_format=memory_format)
+    if process.distributed:
+        if device.type == "cuda":  # SyncBatchNorm has no CPU kernels: gloo runs keep BatchNorm
+            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        ids = [device.index] if device.type == "cuda" else None
+        generator = DistributedDataParallel(generator, device_ids=ids)
+        discriminator = DistributedDataParallel(discriminator, device_ids=ids)
+    g_net, d_net = unwrap(generator), unwrap(discriminator)
+
+    # Fixed chips for the sample grids and the EMA's batch-norm statistics.
+    sample_chips = fixed_sample_chips(train_set, config)
+    bn_batches = fixed_bn_batches(train_set, config)
+
+    # ---- run folder files (rank 0 only) ------------------------------------------------------
+    log = None
+    if process.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+        log = MetricsLog(run_dir, config.metrics_format, resume_step=step if checkpoint else None,
+                         tensorboard=config.tensorboard)
+    latest = run_dir / "checkpoints" / "latest.pt"
+
+    def save(step: int, stopping: bool = False) -> None:
+        """Checkpoint and sample grid for ``step`` (collective: every process calls it).
+
+        ``stopping``: the user interrupted; write latest.pt so --resume continues from here.
+        """
+        rng = distributed.gather_objects(distributed.rng_state(), process)
+        if not process.is_main:
+            return
+        refresh_ema_batchnorm(generator_ema, bn_batches, mcfg.num_classes, config.seed, device)
+        if step % config.sample_every == 0 or step == total_steps:
+            write_samples(run_dir / "samples" / f"step_{step:06d}.png", generator_ema,
+                          sample_chips, scheme, mcfg.num_classes, config.seed, device)
+        if step % config.checkpoint_every == 0 or step == total_steps or stopping:
+            card.step = step
+            state = {"generator": g_net.state_dict(), "generator_ema": generator_ema.state_dict(),
+                     "discriminator": d_net.state_dict(), "optimizer_g": optimizer_g.state_dict(),
+                     "optimizer_d": optimizer_d.state_dict(), "grad_scaler": scaler.state_dict(),
+                     "step": step, "epoch": step // steps_per_epoch, "rng": rng,
+                     "world_size": process.world_size, "train_config": config.to_dict()}
+            save_checkpoint(latest, card, state)
+            if step % config.checkpoint_every == 0:
+                link_or_copy(latest, run_dir / "checkpoints" / f"step_{step:06d}.pt")
+
+    # ---- the loop ------------------------------------------------------------------------------
+    start_step = step
+    batches = training_batches(train_set, config, start_step, steps_per_epoch, process)
+    bar = progress_bar(progress if process.is_main else False, total=total_steps,
+                       initial=start_step, desc="train", unit="step")
+    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
+                              enabled=amp_dtype is not None)
+    sums: dict[str, torch.Tensor] = {}
+    logged_at, clock = start_step, time.perf_counter()
+    interrupted = GracefulInterrupt(process)
+    try:
+        for step in range(start_step + 1, total_steps + 1):
+            batch = next(batches)
+            labels = batch["label"].to(device, non_blocking=True)
+            real = batch["image"].to(device, non_blocking=True)
+            real = real.contiguous(memory_format=memory_format)
+            onehot = one_hot(labels, mcfg.num_classes).contiguous(memory_format=memory_format)
+            generator.train()
+            discriminator.train()
+
+            # 1. Discriminator: real chips vs generated ones (detached: G is not updated here).
+            #    Real and fake go through D as one batch, as in SPADE.
+            with autocast:
+                fake = generator(onehot)
+                d_real, d_fake = split_halves(discriminator(torch.cat([onehot, onehot]),
+                                                            torch.cat([real, fake.detach()])))
+                loss_d = hinge_d_loss(predictions(d_real), predictions(d_fake))
+            check_finite(step, {"discriminator": loss_d}, process, latest)
+            optimizer_d.zero_grad(set_to_none=True)
+            scaler.scale(loss_d).backward()
+            scaler.step(optimizer_d)
+
+            # 2. Generator: fool the updated D and match its features on real chips. D's own
+            #    weights get no gradient here (and, unwrapped, no DDP synchronisation).
+            d_net.requires_grad_(False)
+            with autocast:
+                d_real, d_fake = split_halves(d_net(torch.cat([onehot, onehot]),
+                                                    torch.cat([real, fake])))
+                loss_g_adv = hinge_g_loss(predictions(d_fake))
+                loss_g_fm = feature_matching_loss(detach_all(d_real), d_fake)
+                loss_g = loss_g_adv + config.lambda_fm * loss_g_fm
+                if vgg is not None:
+                    loss_g_vgg = vgg(fake.float(), real)
+                    loss_g = loss_g + config.lambda_vgg * loss_g_vgg
+            d_net.requires_grad_(True)
+            check_finite(step, {"generator": loss_g}, process, latest)
+            optimizer_g.zero_grad(set_to_none=True)
+            scaler.scale(loss_g).backward()
+            scaler.step(optimizer_g)
+            scaler.update()
+
+            # 3. Moving average of the generator's weights: what synthesis uses.
+            update_ema(generator_ema, g_net, ema_decay_at(step, config.ema_decay))
+
+            # 4. Bookkeeping: metrics, progress, checkpoints and samples.
+            losses = {"loss_d": loss_d, "loss_g": loss_g, "loss_g_adv": loss_g_adv,
+                      "loss_g_fm": loss_g_fm}
+            if vgg is not None:
+                losses["loss_g_vgg"] = loss_g_vgg
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float()
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                done = step - logged_at
+                row = {k: (v / done).item() for k, v in sums.items()}
+                row["img_per_s"] = done * config.batch_size * process.world_size / (now - clock)
+                row["epoch"] = (step - 1) // steps_per_epoch
+                bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}",
+                                img_s=f"{row['img_per_s']:.1f}")
+                if log is not None:
+                    log.write(step, row)
+                sums, logged_at, clock = {}, step, now
+            if callback is not None:
+                callback(step, {"losses": {k: v.item() for k, v in losses.items()},
+                                "generator": g_net, "discriminator": d_net,
+                                "generator_ema": generator_ema, "rank": process.rank,
+                                "chips": batch["index"].tolist()})
+            if (step % config.checkpoint_every == 0 or step % config.sample_every == 0
+                    or step == total_steps):
+                saving_since = time.perf_counter()
+                with torch.random.fork_rng(devices=cuda_devices(device)):
+                    save(step)  # forked RNG: saving must not change what training draws next
+                clock += time.perf_counter() - saving_since  # img/s counts training time only
+            if interrupted.is_set():  # Ctrl-C during the step: stop at its end, resumable
+                with torch.random.fork_rng(devices=cuda_devices(device)):
+                    save(step, stopping=True)
+                raise KeyboardInterrupt
+    finally:
+        interrupted.restore()
+        bar.close()
+        if log is not None:
+            log.close()
+    return latest
+
+
+class GracefulInterrupt:
+    """Turn the first Ctrl-C of a single-process run into "stop after this step".
+
+    The step in progress finishes, latest.pt is written and KeyboardInterrupt is raised, so
+    ``--resume`` continues exactly there. A second Ctrl-C interrupts at once. Under torchrun
+    (and outside the main thread) Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self, process: Process):
+        self._event = threading.Event()
+        self._previous = None
+        if not process.distributed and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self._event.is_set():
+            raise KeyboardInterrupt
+        self._event.set()
+        log_message.warning("stopping after this step; checkpoints/latest.pt will let "
+                            "--resume continue from it (Ctrl-C again to stop at once)")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+# ---- run folder ---------------------------------------------------------------------------------
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Process) -> dict | None:
+    """The checkpoint to resume from (None for a new run), after checking ``run_dir``.
+
+    Every process checks the same files, so they all raise the same error.
+    """
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if resume:
+        if not latest.exists():
+            raise CheckpointError("nothing to resume: no checkpoints/latest.pt", path=run_dir,
+                                  hint="Start a new run without --resume.")
+        return load_checkpoint(latest, map_location="cpu")
+    has_run = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    if has_run and not overwrite:
+        raise OutputExistsError("run folder is not empty", path=run_dir,
+                                hint="Pass --resume to continue this run, --overwrite to start "
+                                     "it again, or choose another folder.")
+    if has_run and process.is_main:
+        if not run_dir.is_dir():
+            raise OutputExistsError("run folder is a file", path=run_dir,
+                                    hint="Choose a folder for the run.")
+        for name in RUN_ENTRIES:
+            entry = run_dir / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            elif entry.exists():
+                entry.unlink()
+    distributed.barrier(process)
+    return None
+
+
+def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
+    """CheckpointError when the checkpoint's model or classes differ from this run's."""
+    saved = checkpoint["card"]
+    if saved["model_config"] != card.model_config:
+        changed = sorted(k for k in card.model_config
+                         if saved["model_config"].get(k) != card.model_config[k])
+        raise CheckpointError(f"the run's model differs from this one in {changed}", path=run_dir,
+                              hint="Resume with the run's own preset and model options.")
+    if saved["class_scheme"] != card.class_scheme.to_dict():
+        raise CheckpointError("the run was trained on another class scheme than these chips'",
+                              path=run_dir, hint="Resume on the chips the run started with.")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put a copy of ``source`` at ``target`` atomically (a hard link where possible)."""
+    tmp = target.with_name(f".{target.name}.partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+def count_steps_per_epoch(num_chips: int, batch_size: int, world_size: int, chips_dir: Path) -> int:
+    """Full batches per epoch on each process; InputError when there is not even one."""
+    per_process = -(-num_chips // world_size)
+    steps = per_process // batch_size
+    if steps < 1:
+        raise InputError(
+            f"{num_chips} training chips make no full batch of {batch_size} on each of "
+            f"{world_size} process(es)", path=chips_dir,
+            hint="Lower --batch-size, or export more chips (smaller tiles or a larger area).")
+    return steps
+
+
+def check_chip_size(tile_size: int, factor: int, chips_dir: Path, preset: str) -> None:
+    """InputError when the chips cannot go through the generator's upsampling levels."""
+    if tile_size % factor:
+        raise InputError(
+            f"chips of {tile_size} px are not a multiple of {factor}, the size step of the "
+            f"'{preset}' model", path=chips_dir,
+            hint=f"Export chips of a multiple of {factor} px, or lower model num_upsampling.")
+
+
+def training_batches(dataset: ChipDataset, config: TrainConfig, start_step: int,
+                     steps_per_epoch: int, process: Process) -> Iterator[dict]:
+    """Batches from step ``start_step`` on, endlessly: the same ones a run from 0 would see.
+
+    The order of each epoch is a pure function of (seed, epoch) (:func:`epoch_order`), so a
+    resumed run skips exactly the batches already used. The loader gets its own generator:
+    creating it must not draw from the global RNG the training uses.
+    """
+    epoch, position = divmod(start_step, steps_per_epoch)
+    per_epoch = steps_per_epoch * config.batch_size
+    while True:
+        order = distributed.epoch_order(len(dataset), config.seed, epoch, process.rank,
+                                        process.world_size)[:per_epoch]
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=config.batch_size,
+                            sampler=order[position * config.batch_size:],
+                            num_workers=config.workers, pin_memory=process.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(config.seed + epoch))
+        yield from loader
+        epoch, position = epoch + 1, 0
+
+
+def fixed_sample_chips(train_set: ChipDataset, config: TrainConfig) -> dict:
+    """The chips shown in every sample grid: the first validation chips (else training ones)."""
+    try:
+        chips = ChipDataset(train_set.folder, "val", class_scheme=train_set.class_scheme,
+                            map_unknown=config.map_unknown)
+    except InputError:  # no validation split
+        chips = ChipDataset(train_set.folder, "train", class_scheme=train_set.class_scheme,
+                            map_unknown=config.map_unknown)
+    items = [chips[i] for i in range(min(config.num_samples, len(chips)))]
+    if not items:
+        return {}
+    return {"label": torch.stack([it["label"] for it in items]),
+            "image": torch.stack([it["image"] for it in items])}
+
+
+def fixed_bn_batches(train_set: ChipDataset, config: TrainConfig) -> list[torch.Tensor]:
+    """Label batches for the EMA generator's batch-norm statistics (same at every save)."""
+    plain = ChipDataset(train_set.folder, "train", class_scheme=train_set.class_scheme,
+                        map_unknown=config.map_unknown)
+    order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(config.seed))
+    size = config.batch_size
+    batches = []
+    for b in range(min(config.bn_batches, len(plain) // size)):
+        idx = order[b * size:(b + 1) * size].tolist()
+        batches.append(torch.stack([plain[i]["label"] for i in idx]))
+    return batches
+
+
+# ---- model helpers ------------------------------------------------------------------------------
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype (None: full precision): on by default on CUDA only."""
+    enabled = config.amp if config.amp is not None else device.type == "cuda"
+    if not enabled:
+        return None
+    if config.amp_dtype == "bf16":
+        return torch.bfloat16
+    if config.amp_dtype == "fp16":
+        if device.type == "cpu":
+            raise InputError("fp16 mixed precision is not supported on the CPU",
+                             hint="Use --amp-dtype bf16 or --no-amp on the CPU.")
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" else torch.float16
+
+
+def grad_scaler(device: torch.device, enabled: bool):
+    """Loss scaling for fp16 (bf16 and fp32 need none); torch < 2.3 only has the CUDA one."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == "cuda")
+
+
+def cuda_devices(device: torch.device) -> list[int]:
+    """Devices whose RNG ``fork_rng`` must save (only the one we use)."""
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def split_halves(outputs: list[list[torch.Tensor]]) -> tuple[list, list]:
+    """D's outputs on cat([real, fake]) -> (outputs on real, outputs on fake)."""
+    first = [[f[: f.shape[0] // 2] for f in scale] for scale in outputs]
+    second = [[f[f.shape[0] // 2:] for f in scale] for scale in outputs]
+    return first, second
+
+
+def predictions(outputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """The patch predictions (last feature of each scale), in float32 for the losses."""
+    return [scale[-1].float() for scale in outputs]
+
+
+def detach_all(outputs: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    return [[f.detach() for f in scale] for scale in outputs]
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """EMA decay for ``step``: ramps up from 0.1 so short runs average recent weights only.
+
+    With a constant 0.999 the average of a run of a few hundred steps would still be mostly
+    the random initial weights; (1 + step) / (10 + step) is TensorFlow's warm-up rule.
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * model, for every weight; buffers are copied.
+
+    Copied batch-norm statistics belong to the raw weights; they are recomputed for the EMA
+    weights before every save (:func:`refresh_ema_batchnorm`).
+    """
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def refresh_ema_batchnorm(generator_ema: nn.Module, batches: list[torch.Tensor],
+                          num_classes: int, seed: int, device: torch.device) -> None:
+    """Batch-norm statistics of the EMA weights, from fixed batches and fixed noise.
+
+    Without batches (``bn_batches`` 0) the statistics copied from the raw weights are kept.
+    """
+    if not batches:
+        return
+    torch.manual_seed(seed)  # the caller forked the RNG; this makes the noise repeatable
+    recompute_batchnorm_stats(generator_ema, [b.to(device) for b in batches])
+
+
+@torch.no_grad()
+def write_samples(path: Path, generator_ema: nn.Module, chips: dict, scheme, num_classes: int,
+                  seed: int, device: torch.device) -> None:
+    """Sample grid (label colours | real | EMA generated) of the fixed chips, eval mode."""
+    if not chips:
+        return
+    labels = chips["label"].to(device)
+    batch, height, width = labels.shape
+    noise = generator_ema.make_noise(batch, height, width, seed, device=device)
+    generator_ema.eval()
+    fake = generator_ema(one_hot(labels, num_classes), noise)
+    write_png(path, sample_grid(chips["label"], chips["image"], fake, scheme))
+
+
+def check_finite(step: int, losses: dict[str, torch.Tensor], process: Process,
+                 latest: Path) -> None:
+    """TrainingDivergedError (on every process) when a loss is NaN or infinite."""
+    finite = all(bool(torch.isfinite(v).all()) for v in losses.values())
+    if distributed.all_true(finite, process):
+        return
+    values = {name: float(v.detach().float().mean()) for name, v in losses.items()}
+    which = ", ".join(f"{name} loss = {v}" for name, v in values.items() if not math.isfinite(v))
+    kept = (f"The last good checkpoint ({latest}) is kept" if latest.exists()
+            else "No checkpoint had been written yet")
+    raise TrainingDivergedError(
+        f"training diverged at step {step}: {which or 'a non-finite loss on another process'}",
+        path=latest.parent.parent,
+        hint=f"{kept}. Lower --lr-g/--lr-d, or try --no-amp or --amp-dtype bf16, then "
+             "continue with --resume.")
+

@@ -1,0 +1,71 @@
+"""Sample grids for watching training: one row per chip, label colours | real | generated.
+
+PNG files are written with zlib alone so that no imaging library is needed.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geospade.classes import ClassScheme
+
+
+def label_colors(labels: torch.Tensor, scheme: ClassScheme) -> np.ndarray:
+    """(B, H, W) model indices -> (B, H, W, 3) uint8 class colours (don't-care black)."""
+    palette = scheme.palette()
+    return palette[labels.clamp(0, scheme.ignore_index).cpu().numpy()]
+
+
+def display_rgb(images: torch.Tensor) -> np.ndarray:
+    """(B, bands, H, W) model values in [-1, 1] -> (B, H, W, 3) uint8 for viewing.
+
+    The first three bands are shown as red, green, blue; one-band imagery as grey; a fourth
+    (near-infrared) band is not shown.
+    """
+    images = images.detach().float().cpu()
+    rgb = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
+    pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).numpy()
+
+
+def sample_grid(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+                scheme: ClassScheme, gap: int = 2) -> np.ndarray:
+    """(rows*H + gaps, 3*W + gaps, 3) uint8: label colours | real | generated, one chip per row.
+
+    Args:
+        labels: (B, H, W) model indices.
+        real: (B, bands, H, W) real imagery in [-1, 1].
+        fake: (B, bands, H, W) generated imagery in [-1, 1].
+        scheme: class scheme giving the label colours.
+        gap: white pixels between panels.
+    """
+    columns = [label_colors(labels, scheme), display_rgb(real), display_rgb(fake)]
+    batch, height, width = labels.shape
+    grid = np.full((batch * (height + gap) - gap, 3 * (width + gap) - gap, 3), 255, np.uint8)
+    for row in range(batch):
+        for col, panel in enumerate(columns):
+            y, x = row * (height + gap), col * (width + gap)
+            grid[y:y + height, x:x + width] = panel[row]
+    return grid
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 array as an 8-bit RGB PNG."""
+    path = Path(path)
+    height, width, _ = rgb.shape
+    raw = b"".join(b"\x00" + np.ascontiguousarray(rgb[y]).tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    return path
