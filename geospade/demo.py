@@ -848,8 +848,8 @@ def _write_landcover(path: Path, labels: np.ndarray, overwrite: bool) -> None:
     profile = geotiff_profile(w, h, 1, "uint8", CRS.from_string(DEMO_CRS), demo_transform(),
                               nodata=NODATA)
     with atomic_file(path, overwrite) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write_colormap(1, CHESAPEAKE_7.colormap())  # before the pixels (photometric tag)
         dst.write(labels, 1)
-        dst.write_colormap(1, CHESAPEAKE_7.colormap())
         dst.set_band_description(1, "land cover (Chesapeake 7-class)")
 
 

@@ -545,9 +545,9 @@ class _ChipWriter:
         if rgb and self.driver == "GTiff":
             profile["photometric"] = "RGB"
         with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
-            if colormap:
+            if colormap:  # before the pixels: GDAL cannot change the photometric tag after
                 dst.write_colormap(1, colormap)
+            dst.write(data)
         write_world_file(path, chip_transform)
 
 

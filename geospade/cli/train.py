@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in RUN_DIR from checkpoints/latest.pt")
     run.add_argument("--overwrite", action="store_true",
                      help="start again in a RUN_DIR that already holds a run")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", "-q", "--quiet", dest="progress", action="store_false",
+                        help="no progress bar")
     options = parser.add_argument_group(
         "training options", "defaults shown are TrainConfig's; unset flags keep the value "
         "from --config (or from the run's config.yaml with --resume)")
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     latest = train(args.chips_dir, args.run_dir, config, resume=args.resume,
-                   overwrite=args.overwrite, progress=not args.quiet)
+                   overwrite=args.overwrite, progress=args.progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
         print(latest)
     return 0
