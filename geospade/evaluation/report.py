@@ -1,0 +1,140 @@
+"""The evaluation report on disk: ``report.json``, a human-readable table, and a PNG panel.
+
+The JSON holds every number (NaN, e.g. the IoU of a class absent from the chips, becomes
+null); the table shows per class the IoU on real and synthetic chips and the mean colours;
+the panel shows the worst and best chips by synthetic pixel accuracy as rows of
+label colours | real | synthetic | segmentation of the synthetic image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from geospade.classes import ClassScheme
+from geospade.imagery import ImageryInfo
+from geospade.preview import imagery_rgb, landcover_rgb, side_by_side, write_png
+
+PANEL_MIN_SIZE = 128  # small chips are enlarged (nearest) to at least this many pixels
+
+
+def write_report(folder: str | Path, report: dict, panel, scheme: ClassScheme,
+                 imagery: ImageryInfo) -> dict[str, Path]:
+    """Write report.json, report.txt and (when there are chips to show) panel.png.
+
+    Args:
+        folder: an existing folder (evaluate passes a temporary one, renamed when complete).
+        report: the report dict.
+        panel: a :class:`~geospade.evaluation.evaluate.PanelPicker`.
+        scheme: class colours for the label and segmentation pictures.
+        imagery: band names and type of the imagery pictures.
+
+    Returns:
+        The paths written, by kind ("json", "table", "panel").
+    """
+    folder = Path(folder)
+    paths = {"json": folder / "report.json", "table": folder / "report.txt"}
+    paths["json"].write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    paths["table"].write_text(format_table(report) + "\n")
+    if panel.worst or panel.best:
+        paths["panel"] = write_png(folder / "panel.png", panel_image(panel, scheme, imagery))
+    return paths
+
+
+def json_safe(value):
+    """The value with NaN and infinities replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _colour(values) -> str:
+    if values is None or any(v is None or not math.isfinite(v) for v in values):
+        return "-"
+    return "(" + ", ".join(f"{v:.0f}" for v in values) + ")"
+
+
+def format_table(report: dict) -> str:
+    """The report as text: a per-class table, then the summary scores.
+
+    Columns: class | pixels | IoU real | IoU synth | mean colour real | mean colour synth.
+    """
+    header = ("class", "pixels", "IoU real", "IoU synth", "mean colour real",
+              "mean colour synth")
+    rows = [(f"{c['value']} {c['name']}", str(c["pixels"]), _num(c["iou_real"]),
+             _num(c["iou_synthetic"]), _colour(c["colour_real"]["mean"]),
+             _colour(c["colour_synthetic"]["mean"])) for c in report["classes"]]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+
+    bands = "/".join(report.get("band_names", []))
+    out = [f"{report['num_chips']} '{report['split']}' chips of {report['chip_size']} px; "
+           f"colours are {bands} means in pixel units", "", line(header),
+           line(["-" * w for w in widths]), *map(line, rows), ""]
+    real, syn = report["real"], report["synthetic"]
+    out.append(f"mIoU            real {_num(real['miou'])}   synthetic {_num(syn['miou'])}")
+    out.append(f"pixel accuracy  real {_num(real['pixel_accuracy'])}   "
+               f"synthetic {_num(syn['pixel_accuracy'])}")
+    frechet = report["frechet"]
+    out.append(f"Frechet distance (segmenter features, {frechet['samples']} chips, "
+               f"{frechet['dimensions']}-d): {_num(frechet['segmenter_features'], 4)}")
+    if report.get("inception_fid") is not None:
+        out.append(f"Inception FID: {_num(report['inception_fid'], 2)}")
+    seams = report.get("seams")
+    if seams:
+        out.append(f"seam score of {seams['image']} (tiles of {seams['tile_size']} px): "
+                   f"{_num(seams['score'], 4)} (1.0 = seams invisible)")
+    return "\n".join(out)
+
+
+def _index_to_values(indices: np.ndarray, scheme: ClassScheme) -> np.ndarray:
+    """Model indices -> raster values for drawing (don't-care drawn as nodata: black)."""
+    nodata = -1 if scheme.nodata is None else scheme.nodata
+    lut = np.array([*scheme.values, nodata], dtype=np.int64)
+    return lut[np.clip(indices, 0, scheme.num_classes)]
+
+
+def _enlarge(rgb: np.ndarray) -> np.ndarray:
+    factor = max(1, PANEL_MIN_SIZE // max(rgb.shape[-2:]))
+    return rgb.repeat(factor, axis=-2).repeat(factor, axis=-1) if factor > 1 else rgb
+
+
+def panel_row(chip, scheme: ClassScheme, imagery: ImageryInfo) -> np.ndarray:
+    """label colours | real | synthetic | segmentation of the synthetic image, one chip."""
+    pictures = [landcover_rgb(_index_to_values(chip.labels, scheme), scheme),
+                imagery_rgb(chip.real, imagery), imagery_rgb(chip.synthetic, imagery),
+                landcover_rgb(_index_to_values(chip.predicted, scheme), scheme)]
+    return side_by_side([_enlarge(p) for p in pictures])
+
+
+def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) -> np.ndarray:
+    """Rows of the worst chips, a thicker gap, then rows of the best chips (3, H, W) uint8."""
+    groups = [[panel_row(c, scheme, imagery) for c in chips]
+              for chips in (panel.worst, panel.best) if chips]
+    parts = []
+    for g, rows in enumerate(groups):
+        for r, row in enumerate(rows):
+            if parts:
+                parts.append(np.full((3, gap * (3 if r == 0 and g else 1), row.shape[2]), 255,
+                                     np.uint8))
+            parts.append(row)
+    width = max(p.shape[2] for p in parts)
+    parts = [np.pad(p, ((0, 0), (0, 0), (0, width - p.shape[2])), constant_values=255)
+             for p in parts]
+    return np.concatenate(parts, axis=1)

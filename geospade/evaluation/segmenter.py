@@ -1,0 +1,285 @@
+"""The land-cover segmenter that scores synthesised imagery: a small U-Net trained on real chips.
+
+SPADE's "segmentation consistency" runs a segmentation network on generated images and
+compares its predictions with the input label maps. No pretrained land-cover network can be
+downloaded here, so :func:`train_segmenter` trains a small U-Net on the same chip folder the
+generator learned from; its scores on real chips are the ceiling a generator can reach. Its
+bottleneck features, averaged over each chip, are the features of the domain Fréchet distance.
+
+The segmenter is saved as a geospade checkpoint whose model card says ``kind: segmenter`` and
+carries the class scheme and imagery scaling, so evaluation can check it fits the generator.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from geospade.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
+from geospade.errors import CheckpointError, InputError, TrainingDivergedError
+from geospade.progress import ProgressArg, progress_bar
+from geospade.raster import check_output
+
+log = logging.getLogger(__name__)
+
+KIND = "segmenter"
+CACHE_BYTES = 1 << 30  # training chips up to this size are kept in memory once read
+
+
+def _conv_block(fin: int, fout: int) -> nn.Sequential:
+    """Two 3x3 conv + BatchNorm + ReLU layers, U-Net's basic unit."""
+    return nn.Sequential(
+        nn.Conv2d(fin, fout, 3, padding=1, bias=False), nn.BatchNorm2d(fout), nn.ReLU(inplace=True),
+        nn.Conv2d(fout, fout, 3, padding=1, bias=False), nn.BatchNorm2d(fout), nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net: ``depth`` poolings, ``base_channels`` doubling at each level.
+
+    Args:
+        in_channels: imagery bands.
+        num_classes: land-cover classes (logits per class; no don't-care output).
+        base_channels: channels of the first level.
+        depth: number of 2x poolings (inputs are padded to a multiple of 2**depth).
+
+    Attributes:
+        feature_channels: size of the feature vector :meth:`forward` returns on request.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, base_channels: int = 16,
+                 depth: int = 3):
+        super().__init__()
+        if depth < 1 or base_channels < 1:
+            raise InputError(f"segmenter depth {depth} and width {base_channels} must be >= 1")
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.depth = depth
+        self.encoder = nn.ModuleList(
+            _conv_block(in_channels if i == 0 else widths[i - 1], widths[i]) for i in range(depth))
+        self.bottleneck = _conv_block(widths[depth - 1], widths[depth])
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth))
+        self.decoder = nn.ModuleList(_conv_block(2 * widths[i], widths[i]) for i in range(depth))
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.feature_channels = widths[depth]
+
+    def forward(self, images: torch.Tensor, return_features: bool = False):
+        """Class logits (B, num_classes, H, W) of images (B, bands, H, W) in [-1, 1].
+
+        With ``return_features``, also the bottleneck averaged over each image: (B, C).
+        """
+        height, width = images.shape[-2:]
+        multiple = 2**self.depth
+        pad_h, pad_w = -height % multiple, -width % multiple
+        x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else images
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        features = x.mean(dim=(2, 3))
+        for i in reversed(range(self.depth)):
+            x = self.decoder[i](torch.cat([self.upsample[i](x), skips[i]], dim=1))
+        logits = self.head(x)[..., :height, :width]
+        return (logits, features) if return_features else logits
+
+
+@dataclass
+class Segmenter:
+    """A trained segmenter (eval mode) and the card saying which classes and imagery it knows.
+
+    Attributes:
+        network: the U-Net, eval mode, on ``device``.
+        card: its model card (class scheme, imagery scaling, chip size, training scores in
+            ``card.extra``).
+        device: where it runs.
+    """
+
+    network: UNet
+    card: ModelCard
+    device: torch.device
+
+    @property
+    def class_scheme(self):
+        return self.card.class_scheme
+
+    @property
+    def imagery(self):
+        return self.card.imagery
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted model indices (B, H, W) int64 and features (B, C) float32.
+
+        Args:
+            images: (B, bands, H, W) imagery scaled to [-1, 1] (``ImageryInfo.to_model``).
+        """
+        x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        logits, features = self.network(x.to(self.device, torch.float32), return_features=True)
+        return (logits.argmax(dim=1).cpu().numpy().astype(np.int64),
+                features.float().cpu().numpy())
+
+
+def load_segmenter(path: str | Path, device: str | torch.device = "auto") -> Segmenter:
+    """Load a segmenter written by :func:`train_segmenter`.
+
+    Raises:
+        CheckpointError: the file is not a segmenter (e.g. a generator checkpoint).
+    """
+    from geospade.synthesis.model import resolve_device
+
+    device = resolve_device(device)
+    payload = load_checkpoint(path, map_location="cpu")
+    card = read_card(payload)
+    config = card.model_config
+    if config.get("kind") != KIND or "segmenter" not in payload:
+        raise CheckpointError("this checkpoint is not a land-cover segmenter", path=path,
+                              hint="Train one with: geospade train-segmenter CHIPS -o SEG.pt")
+    network = UNet(int(config["in_channels"]), int(config["num_classes"]),
+                   int(config["base_channels"]), int(config["depth"]))
+    try:
+        network.load_state_dict(payload["segmenter"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"segmenter weights do not fit its config ({exc})", path=path,
+                              hint="Train the segmenter again.") from None
+    return Segmenter(network.eval().to(device), card, device)
+
+
+def is_segmenter_checkpoint(payload: dict) -> bool:
+    """Whether a loaded checkpoint payload holds a segmenter (not a generator)."""
+    return payload.get("card", {}).get("model_config", {}).get("kind") == KIND
+
+
+def train_segmenter(
+    chips_dir: str | Path,
+    out_path: str | Path,
+    *,
+    steps: int = 500,
+    batch_size: int = 16,
+    learning_rate: float = 2e-3,
+    base_channels: int = 16,
+    depth: int = 3,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: ProgressArg = True,
+) -> Path:
+    """Train a U-Net segmenter on a chip folder's train split and save it.
+
+    Cross-entropy over the real classes (nodata pixels ignored), Adam with a cosine learning
+    rate decay, the dataset's flips/rotations as augmentation. After training, pixel accuracy
+    and mIoU on the validation split (all chips when there is none) are logged and kept in
+    the saved card's ``extra`` (``validation``).
+
+    Args:
+        chips_dir: chip folder (geospade export or ArcGIS Classified_Tiles).
+        out_path: segmenter file to write (atomically).
+        steps: optimiser steps.
+        batch_size: chips per step.
+        learning_rate: Adam's initial learning rate.
+        base_channels: U-Net width of its first level.
+        depth: U-Net poolings (chips are padded to a multiple of 2**depth).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        seed: seeds the weights, the chip order and the augmentation.
+        overwrite: replace an existing ``out_path``.
+        progress: progress bar (True), silent (False) or a callback(done, total, message).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        OutputExistsError: ``out_path`` exists and ``overwrite`` is False.
+        InputError: no training chips, or bad options.
+        TrainingDivergedError: the loss became non-finite.
+    """
+    from geospade.chips.dataset import ChipDataset
+    from geospade.synthesis.model import resolve_device
+
+    out_path = check_output(out_path, overwrite)
+    if steps < 1 or batch_size < 1 or not learning_rate > 0:
+        raise InputError(f"steps ({steps}), batch size ({batch_size}) and learning rate "
+                         f"({learning_rate}) must be positive")
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    train_set = ChipDataset(chips_dir, split="train", augment=True, seed=seed)
+    scheme, imagery = train_set.class_scheme, train_set.imagery
+    chip_bytes = train_set.tile_size**2 * (imagery.count * 4 + 8)
+    if len(train_set) * chip_bytes <= CACHE_BYTES:
+        # Many epochs over few chips: decode each chip file once (augmentation still applies,
+        # after reading). The loader runs in this process, so the cache is shared.
+        train_set.read = functools.lru_cache(maxsize=None)(train_set.read)
+    network = UNet(imagery.count, scheme.num_classes, base_channels, depth).to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=min(batch_size, len(train_set)),
+                                         shuffle=True, drop_last=True, generator=generator)
+    network.train()
+    step, epoch = 0, 0
+    with progress_bar(progress, total=steps, desc="train segmenter", unit="step") as bar:
+        while step < steps:
+            train_set.set_epoch(epoch)
+            for batch in loader:
+                logits = network(batch["image"].to(device))
+                loss = F.cross_entropy(logits, batch["label"].to(device),
+                                       ignore_index=scheme.ignore_index)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"segmenter loss became {loss.item()} at step {step}",
+                        path=chips_dir, hint="Lower --learning-rate or check the chips.")
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if step >= steps:
+                    break
+            epoch += 1
+    network.eval()
+    folder = train_set.folder
+    card = ModelCard(
+        model_config={"kind": KIND, "in_channels": imagery.count,
+                      "num_classes": scheme.num_classes, "base_channels": base_channels,
+                      "depth": depth},
+        class_scheme=scheme, imagery=imagery, chip_size=folder.tile_size,
+        resolution=folder.resolution, crs_wkt=folder.crs_wkt, crs_units=folder.crs_units,
+        step=steps)
+    segmenter = Segmenter(network, card, device)
+    card.extra["validation"] = validation_scores(segmenter, folder)
+    log.info("segmenter validation: %s", card.extra["validation"])
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    train_config = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+                    "seed": seed, "chips": str(chips_dir)}
+    save_checkpoint(out_path, card, {"segmenter": state, "step": steps,
+                                     "train_config": train_config})
+    return out_path
+
+
+def validation_scores(segmenter: Segmenter, folder, batch_size: int = 16) -> dict:
+    """Pixel accuracy and mIoU of the segmenter on a chip folder's val split (else all chips)."""
+    from geospade.chips.dataset import ChipDataset
+    from geospade.evaluation.metrics import confusion_matrix, mean_iou, pixel_accuracy
+
+    split = "val" if folder.split_counts().get("val") else "all"
+    dataset = ChipDataset(folder, split=split)
+    scheme = dataset.class_scheme
+    matrix = np.zeros((scheme.num_classes, scheme.num_classes), dtype=np.int64)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    for batch in loader:
+        pred, _ = segmenter.predict(batch["image"])
+        matrix += confusion_matrix(pred, batch["label"].numpy(), scheme.num_classes,
+                                   scheme.ignore_index)
+    return {"split": split, "chips": len(dataset), "pixel_accuracy": pixel_accuracy(matrix),
+            "miou": mean_iou(matrix)}

@@ -1,0 +1,250 @@
+"""Evaluation end to end on the demo scene: a fitted generator must score clearly better than
+an untrained one, the real imagery must be the ceiling, and the report must say so on disk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from geospade.chips.dataset import ChipDataset
+from geospade.chips.export import export_chips
+from geospade.classes import CHESAPEAKE_13
+from geospade.cli import evaluate as evaluate_cli
+from geospade.cli import train_segmenter as train_segmenter_cli
+from geospade.demo import make_demo_scene
+from geospade.errors import CheckpointError, ClassSchemeError, InputError, OutputExistsError
+from geospade.evaluation import UNet, evaluate, load_segmenter, train_segmenter
+from geospade.imagery import ImageryInfo
+from geospade.models import one_hot
+from geospade.synthesis import synthesize
+from geospade.synthesis.model import random_model, save_model
+
+CHIP = 64
+
+
+def fitted_generator(chips, seed: int = 1, steps: int = 100):
+    """A narrow CLADE generator fitted by L1 regression to the real training chips.
+
+    It learns roughly each class's colour and texture from its neighbourhood: a fair stand-in
+    for a trained GAN that fits in a test's time budget. Returns (fitted, untrained) models of
+    the same architecture and initial weights.
+    """
+    train = ChipDataset(chips, split="train")
+    labels = torch.stack([train[i]["label"] for i in range(len(train))])
+    images = torch.stack([train[i]["image"] for i in range(len(train))])
+    scheme = train.class_scheme
+
+    def fresh():
+        return random_model(scheme, train.imagery, preset="tiny", chip_size=CHIP,
+                            adaptive="clade", ngf=4, seed=seed)
+
+    untrained, model = fresh(), fresh()
+    generator = model.generator.train()
+    optimiser = torch.optim.Adam(generator.parameters(), lr=1e-2)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        pick = torch.randint(0, len(train), (8,), generator=rng)
+        valid = (labels[pick] != scheme.ignore_index).unsqueeze(1)
+        out = generator(one_hot(labels[pick], scheme.num_classes))
+        loss = ((out - images[pick]).abs() * valid).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    generator.eval()
+    return model, untrained
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread (shared test machine; also keeps the float results repeatable)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("evaluation")
+    scene = make_demo_scene(root / "scene", size=512, progress=False)
+    chips = export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=CHIP,
+                         val_fraction=0.2, progress=False).out_dir
+    segmenter = train_segmenter(chips, root / "segmenter.pt", steps=150, batch_size=8,
+                                base_channels=8, depth=3, device="cpu", progress=False)
+    good, untrained = fitted_generator(chips)
+    return {"root": root, "scene": scene, "chips": chips, "segmenter": segmenter,
+            "good": save_model(good, root / "good.pt"),
+            "untrained": save_model(untrained, root / "untrained.pt")}
+
+
+@pytest.fixture(scope="module")
+def reports(setup):
+    out = {}
+    for name in ("good", "untrained"):
+        out[name] = evaluate(setup[name], setup["chips"], setup["root"] / f"report_{name}",
+                             segmenter=setup["segmenter"], device="cpu", progress=False)
+    return out
+
+
+def test_unet_takes_chips_of_any_size():
+    net = UNet(4, 5, base_channels=4, depth=3).eval()
+    logits, features = net(torch.zeros(2, 4, 50, 70), return_features=True)
+    assert logits.shape == (2, 5, 50, 70)
+    assert features.shape == (2, net.feature_channels) == (2, 32)
+
+
+def test_segmenter_learns_the_land_cover(setup):
+    scores = load_segmenter(setup["segmenter"], "cpu").card.extra["validation"]
+    assert scores["split"] == "val" and scores["chips"] > 0
+    assert scores["pixel_accuracy"] > 0.7  # majority class (low vegetation) is about 0.5
+
+
+def test_fitted_generator_scores_clearly_better_than_untrained(reports):
+    good, untrained = reports["good"], reports["untrained"]
+    assert good["synthetic"]["miou"] > untrained["synthetic"]["miou"] + 0.1
+    assert good["synthetic"]["pixel_accuracy"] > untrained["synthetic"]["pixel_accuracy"] + 0.15
+    assert (good["frechet"]["segmenter_features"]
+            < 0.5 * untrained["frechet"]["segmenter_features"])
+    # Real imagery is the ceiling; both runs score the same real chips identically.
+    assert good["real"] == untrained["real"]
+    assert good["real"]["miou"] >= good["synthetic"]["miou"]
+    assert good["real"]["pixel_accuracy"] >= good["synthetic"]["pixel_accuracy"]
+
+
+def test_fitted_generator_colours_are_closer_to_real(reports):
+    def colour_error(report):
+        errors = [np.abs(np.subtract(c["colour_synthetic"]["mean"], c["colour_real"]["mean"]))
+                  for c in report["classes"] if c["pixels"]]
+        return float(np.mean(errors))
+
+    assert colour_error(reports["good"]) < 0.5 * colour_error(reports["untrained"])
+
+
+def test_real_colour_statistics_are_in_pixel_units(setup, reports):
+    dataset = ChipDataset(setup["chips"], split="val")
+    pixels, labels = [], []
+    for record in dataset.records:
+        with rasterio.open(record.image) as ds:
+            pixels.append(ds.read())
+        labels.append(dataset.read(record)[0])
+    pixels, labels = np.stack(pixels), np.stack(labels)
+    for c, entry in enumerate(reports["good"]["classes"]):
+        selected = pixels.transpose(1, 0, 2, 3)[:, labels == c].astype(np.float64)
+        assert entry["pixels"] == selected.shape[1]
+        if selected.shape[1]:
+            np.testing.assert_allclose(entry["colour_real"]["mean"], selected.mean(axis=1))
+            np.testing.assert_allclose(entry["colour_real"]["std"], selected.std(axis=1))
+
+
+def test_report_files(setup, reports):
+    folder = setup["root"] / "report_good"
+    saved = json.loads((folder / "report.json").read_text())
+    assert saved["synthetic"]["miou"] == pytest.approx(reports["good"]["synthetic"]["miou"])
+    assert saved["split"] == "val" and saved["num_chips"] == len(saved["chips_by_synthetic_accuracy"])
+    # Aberdeen Proving Ground is absent from the demo scene: no IoU (null, not 0).
+    absent = [c for c in saved["classes"] if c["pixels"] == 0]
+    assert absent and all(c["iou_real"] is None and c["iou_synthetic"] is None for c in absent)
+    table = (folder / "report.txt").read_text()
+    assert "IoU real" in table and "IoU synth" in table and "Water" in table and "mIoU" in table
+    with rasterio.open(folder / "panel.png") as png:
+        # 4 worst + 4 best rows of 4 pictures, 64 px chips shown at 128 px.
+        assert png.width == 4 * 128 + 3 * 8
+        assert png.height == 8 * 128 + 6 * 8 + 24
+
+
+def test_existing_report_needs_overwrite(setup, reports):
+    with pytest.raises(OutputExistsError):
+        evaluate(setup["good"], setup["chips"], setup["root"] / "report_good",
+                 segmenter=setup["segmenter"], device="cpu", progress=False)
+
+
+def test_seam_score_and_colours_of_a_synthesised_raster(setup):
+    out = setup["root"] / "synthetic.tif"
+    synthesize(setup["scene"].landcover, setup["good"], out, tile_size=128, device="cpu",
+               progress=False)
+    report = evaluate(setup["good"], setup["chips"], setup["root"] / "report_raster",
+                      segmenter=setup["segmenter"], synthetic=out, tile_size=128,
+                      landcover=setup["scene"].landcover, device="cpu", panel_chips=0,
+                      progress=False)
+    seams = report["seams"]
+    assert 0.5 < seams["score"] < 2.0
+    water = next(c for c in seams["classes"] if c["name"] == "Water")
+    assert water["pixels"] > 0 and len(water["mean"]) == 3
+    assert not (setup["root"] / "report_raster" / "panel.png").exists()
+
+
+def test_synthetic_raster_needs_its_tile_size(setup):
+    with pytest.raises(InputError, match="tile size"):
+        evaluate(setup["good"], setup["chips"], setup["root"] / "r_no_tile",
+                 segmenter=setup["segmenter"], synthetic=setup["scene"].imagery, device="cpu")
+    with pytest.raises(InputError, match="without the raster"):
+        evaluate(setup["good"], setup["chips"], setup["root"] / "r_no_raster",
+                 segmenter=setup["segmenter"], landcover=setup["scene"].landcover, device="cpu")
+
+
+def test_swapped_checkpoints_are_named(setup):
+    with pytest.raises(CheckpointError, match="segmenter, not a generator"):
+        evaluate(setup["segmenter"], setup["chips"], setup["root"] / "r_swap1",
+                 segmenter=setup["segmenter"], device="cpu")
+    with pytest.raises(CheckpointError, match="not a land-cover segmenter"):
+        evaluate(setup["good"], setup["chips"], setup["root"] / "r_swap2",
+                 segmenter=setup["good"], device="cpu")
+
+
+def test_model_of_other_classes_is_refused(setup):
+    other = random_model(CHESAPEAKE_13, ImageryInfo(3, "uint8"), preset="tiny", ngf=4,
+                         adaptive="clade")
+    with pytest.raises(ClassSchemeError, match="generator knows classes"):
+        evaluate(other, setup["chips"], setup["root"] / "r_classes",
+                 segmenter=setup["segmenter"], device="cpu")
+
+
+def test_inception_fid_is_refused_honestly(setup, tmp_path):
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"not used")
+    with pytest.raises(InputError, match="torchvision's inception_v3"):
+        evaluate(setup["good"], setup["chips"], tmp_path / "r", segmenter=setup["segmenter"],
+                 inception_weights=weights, device="cpu")
+
+
+def test_folder_without_validation_chips_falls_back_to_all(setup):
+    chips = export_chips(setup["scene"].landcover, setup["scene"].imagery,
+                         setup["root"] / "chips_noval", tile_size=CHIP, val_fraction=0.0,
+                         progress=False).out_dir
+    with pytest.warns(UserWarning, match="no validation chips"):
+        report = evaluate(setup["good"], chips, setup["root"] / "r_all",
+                          segmenter=setup["segmenter"], device="cpu", panel_chips=1,
+                          progress=False)
+    assert report["split"] == "all" and report["split_requested"] == "val"
+    assert report["num_chips"] == 58
+
+
+def _parse(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_train_segmenter_and_evaluate(setup, capsys):
+    seg = setup["root"] / "cli_segmenter.pt"
+    args = _parse(train_segmenter_cli, [str(setup["chips"]), "-o", str(seg), "--steps", "3",
+                                        "--batch-size", "4", "--base-channels", "4",
+                                        "--depth", "2", "--device", "cpu"])
+    assert train_segmenter_cli.run(args) == 0
+    assert "pixel accuracy" in capsys.readouterr().out
+    with pytest.raises(OutputExistsError):
+        train_segmenter_cli.run(args)
+
+    report_dir = setup["root"] / "cli_report"
+    args = _parse(evaluate_cli, ["--checkpoint", str(setup["good"]), "--chips",
+                                 str(setup["chips"]), "--segmenter", str(setup["segmenter"]),
+                                 "-o", str(report_dir), "--device", "cpu"])
+    assert evaluate_cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "IoU synth" in out and "Frechet distance" in out
+    assert (report_dir / "report.json").exists()
