@@ -1,0 +1,681 @@
+"""What the ArcGIS Pro toolbox does, importable and testable without arcpy.
+
+``GeoSPADE.pyt`` declares three tools and forwards every call here. For each tool this module
+holds its parameters (:class:`ParamSpec`, named after the CLI option they mirror), the
+validation messages shown while the user fills the dialog, and the mapping of parameter
+values onto the library functions the CLI calls (:func:`~geospade.chips.export.export_chips`,
+:func:`~geospade.training.train`, :func:`~geospade.synthesis.synthesize`). :class:`Reporter`
+turns geospade's ``progress(done, total, message)`` callbacks into arcpy's step progressor and
+tool messages, and geospade errors into ``arcpy.ExecuteError``.
+
+Functions that must touch arcpy take the module as an argument (``arc``), so tests pass a
+stand-in; nothing here imports arcpy, torch or rasterio at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geospade.errors import GeospadeError, InputError
+
+#: Chip and tile sizes must be multiples of this: ArcGIS Pro's convention for training chips,
+#: and the largest downsampling factor (2**5) of geospade's generators.
+SIZE_MULTIPLE = 32
+#: Largest share of chips the export may hold out for validation.
+MAX_VAL_FRACTION = 0.5
+DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("paper", "cpu", "tiny")  # geospade.models.PRESETS, without importing torch here
+IMAGE_FORMATS = {"TIFF": "tif", "PNG": "png"}
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+#: AOI files geopandas reads directly; anything else (a geodatabase feature class, a map
+#: layer) is copied to a shapefile first.
+AOI_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
+ADVANCED = "Advanced"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tool parameter, as arcpy.Parameter needs it.
+
+    Attributes:
+        name: the parameter's name; the CLI option's ``dest`` (or TrainConfig field) it mirrors.
+        label: the name shown in the tool dialog.
+        datatype: arcpy datatype keyword(s), e.g. "DERasterDataset", "GPLong".
+        kind: parameterType: "Required", "Optional" or "Derived".
+        direction: "Input" or "Output".
+        default: initial value (the CLI's default), or None.
+        choices: a value-list filter.
+        bounds: a range filter (low, high).
+        extensions: a file filter (extensions without the dot).
+        category: the dialog section the parameter is shown in (None: the main one).
+    """
+
+    name: str
+    label: str
+    datatype: str | tuple[str, ...]
+    kind: str = "Required"
+    direction: str = "Input"
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    bounds: tuple[float, float] | None = None
+    extensions: tuple[str, ...] | None = None
+    category: str | None = None
+
+    @property
+    def base_type(self) -> str:
+        """The first datatype: what the value is converted to."""
+        return self.datatype if isinstance(self.datatype, str) else self.datatype[0]
+
+
+def _opt(name: str, label: str, datatype: str | tuple[str, ...], default: Any = None,
+         **kwargs: Any) -> ParamSpec:
+    return ParamSpec(name, label, datatype, kind="Optional", default=default, **kwargs)
+
+
+EXPORT_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
+    ParamSpec("imagery", "Input Imagery", "DERasterDataset"),
+    ParamSpec("out_dir", "Output Chip Folder", "DEFolder", direction="Output"),
+    ParamSpec("tile_size", "Tile Size (pixels)", "GPLong", default=256),
+    _opt("stride", "Stride (pixels)", "GPLong"),
+    _opt("image_format", "Image Chip Format", "GPString", "TIFF",
+         choices=tuple(IMAGE_FORMATS)),
+    _opt("val_fraction", "Validation Fraction", "GPDouble", 0.0, bounds=(0.0, MAX_VAL_FRACTION)),
+    _opt("aoi", "Area Of Interest Polygons", "GPFeatureLayer"),
+    _opt("max_nodata", "Maximum NoData Fraction", "GPDouble", 0.0, bounds=(0.0, 1.0),
+         category=ADVANCED),
+    _opt("classes", "Class Scheme (preset name or JSON file)", "GPString", category=ADVANCED),
+    _opt("val_block", "Validation Block Size (pixels)", "GPLong", category=ADVANCED),
+    _opt("seed", "Split Seed", "GPLong", 0, category=ADVANCED),
+    _opt("workers", "Writer Threads", "GPLong", category=ADVANCED),
+    _opt("overwrite", "Overwrite Output Folder", "GPBoolean", False),
+)
+
+#: TrainConfig options the Train tool shows; the rest come from a YAML config file.
+TRAIN_OPTIONS = ("preset", "steps", "epochs", "batch_size", "device", "seed", "augment",
+                 "lr_g", "lr_d", "checkpoint_every", "sample_every", "vgg_weights", "classes",
+                 "map_unknown", "workers")
+
+TRAIN_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("chips_dir", "Input Chip Folder", "DEFolder"),
+    ParamSpec("run_dir", "Output Run Folder", "DEFolder", direction="Output"),
+    _opt("preset", "Model Preset", "GPString", "cpu", choices=PRESETS),
+    _opt("steps", "Training Steps", "GPLong"),
+    _opt("epochs", "Epochs (instead of steps)", "GPLong"),
+    _opt("batch_size", "Batch Size", "GPLong", 4),
+    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
+    _opt("resume", "Resume The Run", "GPBoolean", False),
+    _opt("overwrite", "Overwrite The Run", "GPBoolean", False),
+    _opt("config", "Training Options File (YAML)", "DEFile", extensions=("yaml", "yml")),
+    _opt("seed", "Seed", "GPLong", 0, category=ADVANCED),
+    _opt("augment", "Augment Chips (flips, rotations)", "GPBoolean", False, category=ADVANCED),
+    _opt("lr_g", "Generator Learning Rate", "GPDouble", 1e-4, category=ADVANCED),
+    _opt("lr_d", "Discriminator Learning Rate", "GPDouble", 4e-4, category=ADVANCED),
+    _opt("checkpoint_every", "Checkpoint Every N Steps", "GPLong", 1000, category=ADVANCED),
+    _opt("sample_every", "Samples Every N Steps", "GPLong", 500, category=ADVANCED),
+    _opt("vgg_weights", "VGG19 Weights File", "DEFile", category=ADVANCED),
+    _opt("classes", "Class Scheme (preset name or JSON file)", "GPString", category=ADVANCED),
+    _opt("map_unknown", "Class For Unknown Values", "GPLong", category=ADVANCED),
+    _opt("workers", "Data Loading Workers", "GPLong", 0, category=ADVANCED),
+    ParamSpec("out_checkpoint", "Output Checkpoint", "DEFile", kind="Derived",
+              direction="Output"),
+)
+
+SYNTHESIZE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
+    ParamSpec("checkpoint", "Checkpoint (.pt file or run folder)", ("DEFile", "DEFolder")),
+    ParamSpec("output", "Output Imagery (GeoTIFF)", "DERasterDataset", direction="Output"),
+    _opt("seed", "Noise Seed", "GPLong", 0),
+    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
+    _opt("tile_size", "Tile Size (pixels)", "GPLong"),
+    _opt("batch_size", "Batch Size", "GPLong", 4),
+    _opt("halo", "Halo (pixels)", "GPLong", category=ADVANCED),
+    _opt("feather", "Seam Feather Width (pixels)", "GPLong", category=ADVANCED),
+    _opt("map_unknown", "Class For Unknown Values", "GPLong", category=ADVANCED),
+    _opt("resample", "Resample To Training Resolution", "GPBoolean", False, category=ADVANCED),
+    _opt("cog", "Cloud Optimized GeoTIFF", "GPBoolean", False, category=ADVANCED),
+    _opt("preview", "Write PNG Preview", "GPBoolean", False, category=ADVANCED),
+    _opt("seam_score", "Report Seam Score", "GPBoolean", False, category=ADVANCED),
+    _opt("overwrite", "Overwrite Output", "GPBoolean", False),
+)
+
+
+def build_parameters(specs: Sequence[ParamSpec], arc) -> list:
+    """arcpy.Parameter objects for ``specs`` (``arc`` is the arcpy module)."""
+    params = []
+    for spec in specs:
+        param = arc.Parameter(displayName=spec.label, name=spec.name,
+                              datatype=list(spec.datatype) if isinstance(spec.datatype, tuple)
+                              else spec.datatype,
+                              parameterType=spec.kind, direction=spec.direction)
+        if spec.choices is not None:
+            param.filter.type = "ValueList"
+            param.filter.list = list(spec.choices)
+        elif spec.bounds is not None:
+            param.filter.type = "Range"
+            param.filter.list = list(spec.bounds)
+        elif spec.extensions is not None:
+            param.filter.list = list(spec.extensions)
+        if spec.category:
+            param.category = spec.category
+        if spec.default is not None:
+            param.value = spec.default
+        params.append(param)
+    return params
+
+
+def read_values(specs: Sequence[ParamSpec], parameters: Sequence) -> dict[str, Any]:
+    """The tool's parameter values as Python values, by name (None where empty)."""
+    return {spec.name: parameter_value(spec, param) for spec, param in zip(specs, parameters,
+                                                                            strict=True)}
+
+
+def parameter_value(spec: ParamSpec, param) -> Any:
+    """One parameter's value: int, float, bool or text (paths as text), None where empty."""
+    text = param.valueAsText
+    value = param.value
+    if spec.base_type == "GPBoolean":
+        if isinstance(value, bool):
+            return value
+        return text is not None and text.strip().lower() == "true"
+    if text is None or text.strip() == "":
+        return None
+    try:
+        if spec.base_type == "GPLong":
+            return value if isinstance(value, int) and not isinstance(value, bool) else int(text)
+        if spec.base_type == "GPDouble":
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return float(text.replace(",", "."))  # decimal commas in some locales
+    except ValueError:
+        raise InputError(f"{spec.label}: '{text}' is not a number",
+                         hint="Enter a number.") from None
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation messages
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """A validation outcome for one parameter.
+
+    ``level`` is "error", "warning", or "clear" (drop what ArcGIS's own validation said,
+    e.g. "already exists" for an output folder geospade may fill or replace).
+    """
+
+    name: str
+    level: str
+    text: str = ""
+
+
+def round_to_multiple(value: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """The multiples of ``multiple`` just below (at least ``multiple``) and above ``value``."""
+    below = max(multiple, value // multiple * multiple)
+    above = max(multiple, -(-value // multiple) * multiple)
+    return below, above
+
+
+def check_tile_size(value: int | None, name: str = "tile_size", why: str = "") -> list[Message]:
+    """Tile sizes: positive multiples of :data:`SIZE_MULTIPLE`."""
+    if value is None:
+        return []
+    if value <= 0:
+        return [Message(name, "error", f"Tile size must be a positive number of pixels, got "
+                                       f"{value}. Use {SIZE_MULTIPLE * 8}, for example.")]
+    if value % SIZE_MULTIPLE:
+        below, above = round_to_multiple(value)
+        return [Message(name, "error", f"Tile size {value} is not a multiple of {SIZE_MULTIPLE}"
+                                       f"{why}. Use {below} or {above}.")]
+    return []
+
+
+def check_positive(values: Mapping[str, Any], names: Sequence[str]) -> list[Message]:
+    """Each given value among ``names`` must be at least 1."""
+    return [Message(name, "error", f"Must be at least 1, got {values[name]}.")
+            for name in names if values.get(name) is not None and values[name] < 1]
+
+
+def check_output_folder(path: str | None, overwrite: bool, name: str = "out_dir") -> list[Message]:
+    """A new or empty folder; a non-empty one only with overwrite (then a warning)."""
+    if not path:
+        return []
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        return [Message(name, "error", f"{folder} is a file. Choose a folder.")]
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return [Message(name, "clear")]
+    if overwrite:
+        return [Message(name, "warning", f"{folder} is not empty: its contents will be replaced.")]
+    return [Message(name, "error", f"{folder} exists and is not empty. Choose a new or empty "
+                                   f"folder, or check Overwrite to replace it.")]
+
+
+def validate_export(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
+    """Messages for the Export SPADE Training Chips dialog."""
+    messages = check_tile_size(values.get("tile_size"), why=": ArcGIS Pro exports chips in "
+                               "multiples of 32 and the generator halves them up to 5 times")
+    tile, stride = values.get("tile_size"), values.get("stride")
+    if stride is not None:
+        if stride < 1:
+            messages.append(Message("stride", "error", f"Stride must be at least 1, got {stride}."))
+        elif tile and stride > tile:
+            messages.append(Message("stride", "error", f"Stride {stride} is larger than the tile "
+                                    f"size {tile}: chips would skip pixels. Use at most {tile}."))
+    fraction = values.get("val_fraction")
+    if fraction is not None and not 0.0 <= fraction < MAX_VAL_FRACTION:
+        messages.append(Message("val_fraction", "error", f"Validation fraction {fraction:g} must "
+                                f"be at least 0 and below {MAX_VAL_FRACTION:g}."))
+    nodata = values.get("max_nodata")
+    if nodata is not None and not 0.0 <= nodata <= 1.0:
+        messages.append(Message("max_nodata", "error", f"Maximum NoData fraction {nodata:g} must "
+                                "be between 0 and 1."))
+    messages += check_positive(values, ("val_block", "workers"))
+    if values.get("image_format") not in (None, *IMAGE_FORMATS):
+        messages.append(Message("image_format", "error", f"Unknown chip format "
+                                f"{values['image_format']}: use TIFF or PNG."))
+    overwrite = bool(values.get("overwrite")) or overwrite_env
+    messages += check_output_folder(values.get("out_dir"), overwrite)
+    return messages
+
+
+def validate_train(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
+    """Messages for the Train SPADE Model dialog."""
+    messages: list[Message] = []
+    chips = values.get("chips_dir")
+    if chips and Path(chips).is_dir() and not (Path(chips) / "images").is_dir():
+        messages.append(Message("chips_dir", "error", f"{chips} is not a chip folder: it has no "
+                                "images subfolder. Export chips first."))
+    messages += _check_train_options(values)
+    resume, overwrite = bool(values.get("resume")), bool(values.get("overwrite"))
+    if resume and overwrite:
+        messages.append(Message("overwrite", "error", "Resume continues the run and Overwrite "
+                                "starts it again: check only one."))
+    run_dir = values.get("run_dir")
+    if run_dir:
+        folder = Path(run_dir)
+        has_run = folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+        latest = folder / "checkpoints" / "latest.pt"
+        if resume and not latest.exists():
+            messages.append(Message("resume", "error", f"Nothing to resume: {latest} does not "
+                                    "exist. Uncheck Resume to start a new run."))
+        elif resume:
+            messages.append(Message("run_dir", "clear"))
+        elif has_run and not (overwrite or overwrite_env):
+            messages.append(Message("run_dir", "error", f"{folder} already holds a run. Check "
+                                    "Resume to continue it, Overwrite to start it again, or "
+                                    "choose another folder."))
+        elif has_run:
+            messages.append(Message("run_dir", "warning", f"The run in {folder} will be "
+                                    "replaced."))
+        else:
+            messages.append(Message("run_dir", "clear"))
+    config = values.get("config")
+    if config and not Path(config).is_file():
+        messages.append(Message("config", "error", f"{config} does not exist."))
+    return messages
+
+
+def _check_train_options(values: Mapping[str, Any]) -> list[Message]:
+    """Each option through TrainConfig's own checks, so the rules live in one place."""
+    from geospade.training.config import TrainConfig
+
+    messages = []
+    base = TrainConfig()
+    for name in TRAIN_OPTIONS:
+        value = values.get(name)
+        if value is None:
+            continue
+        try:
+            base.replace(**{name: value})
+        except InputError as exc:
+            messages.append(Message(name, "error", exc.message[:1].upper() + exc.message[1:]
+                                    + (f". {exc.hint}" if exc.hint else "")))
+    if values.get("steps") is not None and values.get("epochs") is not None:
+        messages.append(Message("epochs", "error", "Give either training steps or epochs, "
+                                "not both."))
+    return messages
+
+
+def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
+    """Messages for the Synthesize Imagery From Land Cover dialog."""
+    from geospade.checkpoint import resolve_checkpoint_path
+
+    messages = check_tile_size(values.get("tile_size"), why=": tiles must be multiples of the "
+                               "generator's downsampling factor (up to 32)")
+    messages += check_positive(values, ("batch_size",))
+    halo, feather = values.get("halo"), values.get("feather")
+    if halo is not None and halo < 0:
+        messages.append(Message("halo", "error", f"Halo must not be negative, got {halo}."))
+    if feather is not None and (feather < 0 or feather % 2):
+        messages.append(Message("feather", "error", f"Feather width must be an even number of "
+                                f"pixels (0 or more), got {feather}."))
+    checkpoint = values.get("checkpoint")
+    if checkpoint:
+        try:
+            resolve_checkpoint_path(checkpoint)
+        except GeospadeError as exc:
+            messages.append(Message("checkpoint", "error", str(exc)))
+    output = values.get("output")
+    if output:
+        messages += _check_output_raster(Path(output), bool(values.get("overwrite"))
+                                         or overwrite_env, values.get("landcover"))
+    return messages
+
+
+def _check_output_raster(out: Path, overwrite: bool, landcover: str | None) -> list[Message]:
+    if out.suffix.lower() not in GEOTIFF_SUFFIXES:
+        return [Message("output", "error", f"{out.name}: geospade writes GeoTIFF; give a .tif "
+                                           "file in a folder (not in a geodatabase).")]
+    if any(part.lower().endswith(".gdb") for part in out.parts):
+        return [Message("output", "error", "geospade writes GeoTIFF files, not geodatabase "
+                                           "rasters: give a .tif file in a folder.")]
+    if landcover and out.resolve() == Path(landcover).resolve():
+        return [Message("output", "error", "The output would replace the land cover. Choose "
+                                           "another output.")]
+    if out.exists() and not overwrite:
+        return [Message("output", "error", f"{out} exists. Choose another name, or check "
+                                           "Overwrite to replace it.")]
+    return [Message("output", "clear")]
+
+
+def apply_messages(parameters: Sequence, specs: Sequence[ParamSpec],
+                   messages: Sequence[Message]) -> None:
+    """Set each message on its parameter; an error of ours wins over a warning or a clear.
+
+    A warning or a clear replaces what ArcGIS's own validation said: e.g. its "already
+    exists" error for an output geospade is allowed to replace.
+    """
+    by_name = {spec.name: param for spec, param in zip(specs, parameters, strict=True)}
+    errors = {m.name for m in messages if m.level == "error"}
+    for message in messages:
+        param = by_name[message.name]
+        if message.level == "error":
+            param.setErrorMessage(message.text)
+        elif message.name in errors:
+            continue
+        elif message.level == "warning":
+            param.setWarningMessage(message.text)
+        else:
+            param.clearMessage()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the tools
+# ---------------------------------------------------------------------------------------------
+
+
+class Reporter:
+    """Where a running tool reports: arcpy's progressor and the tool's messages.
+
+    Pass :meth:`progress` as a library function's ``progress`` callback. Each new stage
+    (message) starts a step progressor over its total; its first and last steps also become
+    tool messages, so the geoprocessing history shows what ran.
+
+    Args:
+        arc: the arcpy module (SetProgressor, SetProgressorLabel, SetProgressorPosition,
+            ResetProgressor, ExecuteError, env, management.CopyFeatures).
+        messages: the ``messages`` object ArcGIS passes to ``execute``.
+    """
+
+    def __init__(self, arc, messages):
+        self.arc = arc
+        self.messages = messages
+        self._stage: tuple[str, int] | None = None
+
+    def progress(self, done: int, total: int, message: str) -> None:
+        """geospade's progress callback: ``done`` of ``total`` units of stage ``message``."""
+        label = message or "geospade"
+        if self._stage != (label, total):
+            self._stage = (label, total)
+            if total > 0:
+                self.arc.SetProgressor("step", f"{label}...", 0, total, 1)
+            else:
+                self.arc.SetProgressor("default", f"{label}...")
+            self.message(f"{label}: started" + (f" ({total} to do)" if total else ""))
+        if total > 0:
+            self.arc.SetProgressorPosition(min(done, total))
+            self.arc.SetProgressorLabel(f"{label}: {done} of {total}")
+            if done >= total:
+                self.message(f"{label}: {done} of {total} done")
+        else:
+            self.arc.SetProgressorLabel(f"{label}: {done}")
+
+    def message(self, text: str) -> None:
+        self.messages.addMessage(text)
+
+    def warning(self, text: str) -> None:
+        self.messages.addWarningMessage(text)
+
+    def overwrite(self, values: Mapping[str, Any]) -> bool:
+        """The tool's Overwrite box, or the "overwrite outputs" geoprocessing option."""
+        return bool(values.get("overwrite")) or bool(getattr(self.arc.env, "overwriteOutput",
+                                                              False))
+
+    def feature_file(self, value: str | None) -> str | None:
+        """A polygon file geopandas can read, for a feature layer parameter's value.
+
+        A GeoPackage, shapefile or GeoJSON file is used as it is. Anything else (a map layer,
+        a geodatabase feature class) is copied, with a layer's selection, to a shapefile in
+        the scratch folder.
+        """
+        if not value:
+            return None
+        path = Path(value)
+        if path.suffix.lower() in AOI_SUFFIXES and path.is_file():
+            return str(path)
+        scratch = getattr(self.arc.env, "scratchFolder", None) or tempfile.gettempdir()
+        out = Path(tempfile.mkdtemp(prefix="geospade_aoi_", dir=scratch)) / "aoi.shp"
+        self.arc.management.CopyFeatures(value, str(out))
+        return str(out)
+
+    @contextlib.contextmanager
+    def reporting(self) -> Iterator[None]:
+        """Library warnings become warning messages; a geospade error becomes an error
+        message and arcpy.ExecuteError (the tool fails with that one clear line)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            except GeospadeError as exc:
+                self._forward(caught)
+                self.messages.addErrorMessage(str(exc))
+                raise self.arc.ExecuteError(str(exc)) from exc
+            finally:
+                self.arc.ResetProgressor()
+            self._forward(caught)
+
+    def _forward(self, caught: list) -> None:
+        for warning in caught:
+            self.warning(str(warning.message))
+        caught.clear()
+
+
+def export_arguments(values: Mapping[str, Any], *, aoi: str | None,
+                     overwrite: bool) -> dict[str, Any]:
+    """Keyword arguments of :func:`geospade.chips.export.export_chips` for the tool's values."""
+    return dict(
+        landcover=values["landcover"], imagery=values["imagery"], out_dir=values["out_dir"],
+        tile_size=values["tile_size"], stride=values.get("stride"),
+        max_nodata=_or(values.get("max_nodata"), 0.0), aoi=aoi, classes=values.get("classes"),
+        val_fraction=_or(values.get("val_fraction"), 0.0), val_block=values.get("val_block"),
+        seed=_or(values.get("seed"), 0),
+        image_format=IMAGE_FORMATS[values.get("image_format") or "TIFF"],
+        workers=values.get("workers"), overwrite=overwrite,
+    )
+
+
+def run_export(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Export chips as ``geospade export-chips`` does; reports a one-line summary."""
+    from geospade.chips.export import export_chips
+
+    kwargs = export_arguments(values, aoi=reporter.feature_file(values.get("aoi")),
+                              overwrite=reporter.overwrite(values))
+    result = export_chips(**kwargs, progress=reporter.progress)
+    skipped = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in result.skipped.items() if n)
+    reporter.message(f"{result.num_chips} chips ({result.num_train} train, {result.num_val} "
+                     f"val) of {result.num_tiles} tiles written to {result.out_dir} in "
+                     f"{result.seconds:.1f} s" + (f"; skipped: {skipped}" if skipped else ""))
+    return {}
+
+
+def train_config(values: Mapping[str, Any]):
+    """The TrainConfig for the tool's values, resolved as ``geospade train`` resolves flags.
+
+    Defaults, then the YAML options file (or, when resuming, the run's own config.yaml), then
+    the tool's values. With such a file, a value left at TrainConfig's default keeps the
+    file's value: the dialog cannot tell "left alone" from "set to the default".
+    """
+    from geospade.cli.train import resolve_config
+    from geospade.training.config import TrainConfig
+
+    run_dir = Path(values["run_dir"])
+    config = values.get("config")
+    resume = bool(values.get("resume"))
+    has_file = bool(config) or (resume and (run_dir / "config.yaml").exists())
+    defaults = TrainConfig()
+    given = {}
+    for name in TRAIN_OPTIONS:
+        value = values.get(name)
+        if value is None or (has_file and value == getattr(defaults, name)):
+            continue
+        given[name] = value
+    args = argparse.Namespace(config=Path(config) if config else None, resume=resume,
+                              run_dir=run_dir, **given)
+    return resolve_config(args)
+
+
+def run_train(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Train as ``geospade train`` does; returns the latest checkpoint as ``out_checkpoint``."""
+    from geospade.training import train
+
+    config = train_config(values)
+    latest = train(values["chips_dir"], values["run_dir"], config,
+                   resume=bool(values.get("resume")), overwrite=reporter.overwrite(values),
+                   progress=reporter.progress)
+    reporter.message(f"checkpoint: {latest}")
+    return {"out_checkpoint": str(latest)}
+
+
+def preview_path(output: str | Path) -> Path:
+    """Where the PNG quick-look goes: beside the output, as ``geospade synthesize --preview``."""
+    out = Path(output)
+    return out.with_name(out.stem + ".preview.png")
+
+
+def synthesize_arguments(values: Mapping[str, Any], *, overwrite: bool) -> dict[str, Any]:
+    """Keyword arguments of :func:`geospade.synthesis.synthesize` for the tool's values."""
+    return dict(
+        landcover=values["landcover"], checkpoint=values["checkpoint"], out=values["output"],
+        tile_size=values.get("tile_size"), halo=values.get("halo"),
+        feather=values.get("feather"), batch_size=_or(values.get("batch_size"), 4),
+        device=values.get("device") or "auto", seed=_or(values.get("seed"), 0),
+        map_unknown=values.get("map_unknown"), resample=bool(values.get("resample")),
+        cog=bool(values.get("cog")),
+        preview=preview_path(values["output"]) if values.get("preview") else None,
+        overwrite=overwrite,
+    )
+
+
+def run_synthesize(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Synthesise as ``geospade synthesize`` does; reports what was written."""
+    from geospade.synthesis import seam_score, synthesize
+
+    result = synthesize(**synthesize_arguments(values, overwrite=reporter.overwrite(values)),
+                        progress=reporter.progress)
+    s = result.stats
+    reporter.message(
+        f"wrote {result.path} ({result.width} x {result.height} px, tiles {result.tile_size} "
+        f"+ halo {result.halo}, feather {result.feather}, seed {result.seed}): {s.generated} "
+        f"tiles generated, {s.skipped} all-nodata tiles skipped, {s.seconds:.1f} s"
+        + (" [resampled to the training resolution]" if result.resampled else ""))
+    if result.preview is not None:
+        reporter.message(f"preview: {result.preview}")
+    if values.get("seam_score"):
+        reporter.message(f"seam score: {seam_score(result.path, result.tile_size):.3f} "
+                         "(1.0 = seams indistinguishable)")
+    return {}
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools, as the .pyt uses them
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool's parameters, its dialog validation and what it runs."""
+
+    params: tuple[ParamSpec, ...]
+    validate: Callable[[Mapping[str, Any], bool], list[Message]]
+    run: Callable[[Mapping[str, Any], Reporter], dict[str, Any]]
+
+    def param(self, name: str) -> ParamSpec:
+        return next(p for p in self.params if p.name == name)
+
+
+EXPORT = ToolSpec(EXPORT_PARAMS, validate_export, run_export)
+TRAIN = ToolSpec(TRAIN_PARAMS, validate_train, run_train)
+SYNTHESIZE = ToolSpec(SYNTHESIZE_PARAMS, validate_synthesize, run_synthesize)
+
+
+def get_parameter_info(tool: ToolSpec, arc) -> list:
+    """The tool's arcpy.Parameter list (getParameterInfo)."""
+    return build_parameters(tool.params, arc)
+
+
+def update_messages(tool: ToolSpec, parameters: Sequence, arc) -> None:
+    """Validate the dialog's values and set the messages (updateMessages)."""
+    try:
+        values = read_values(tool.params, parameters)
+    except InputError:
+        return  # ArcGIS's own validation already flags values of the wrong type
+    overwrite_env = bool(getattr(arc.env, "overwriteOutput", False))
+    apply_messages(parameters, tool.params, tool.validate(values, overwrite_env))
+
+
+def execute(tool: ToolSpec, parameters: Sequence, messages, arc) -> None:
+    """Run the tool (execute): values -> library call, progress and errors through arcpy."""
+    reporter = Reporter(arc, messages)
+    with reporter.reporting():
+        values = read_values(tool.params, parameters)
+        errors = [m for m in tool.validate(values, reporter.overwrite(values))
+                  if m.level == "error"]
+        if errors:  # scripts calling the tool skip the dialog's validation
+            raise InputError(f"{tool.param(errors[0].name).label}: {errors[0].text}")
+        outputs = tool.run(values, reporter)
+    for spec, param in zip(tool.params, parameters, strict=True):
+        if spec.name in outputs:
+            param.value = outputs[spec.name]
+
+
+__all__ = [
+    "EXPORT",
+    "SYNTHESIZE",
+    "TRAIN",
+    "Message",
+    "ParamSpec",
+    "Reporter",
+    "ToolSpec",
+    "execute",
+    "get_parameter_info",
+    "update_messages",
+]
