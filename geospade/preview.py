@@ -125,6 +125,12 @@ def preview_raster(path: str | Path, out_png: str | Path, max_size: int = 1024,
     nearest-neighbour decimation and drawn in class colours; anything else is read with
     averaging and drawn with :func:`imagery_rgb`.
     """
+    return write_png(out_png, preview_array(path, max_size, scheme), overwrite=overwrite)
+
+
+def preview_array(path: str | Path, max_size: int = 1024,
+                  scheme: ClassScheme | None = None) -> np.ndarray:
+    """The quick-look of :func:`preview_raster` as a (3, H, W) uint8 array."""
     with open_raster(path, "raster") as ds:
         height, width = preview_shape(ds.width, ds.height, max_size)
         if scheme is not None or _has_colour_table(ds):
@@ -143,7 +149,7 @@ def preview_raster(path: str | Path, out_png: str | Path, max_size: int = 1024,
                              resampling=Resampling.average, masked=True)
             order = [sorted(set(bands)).index(b) for b in bands]
             rgb = imagery_rgb(pixels[order])
-    return write_png(out_png, rgb, overwrite=overwrite)
+    return rgb
 
 
 def _has_colour_table(ds) -> bool:
