@@ -71,14 +71,6 @@ def crop_vs_whole(G: nn.Module, row: int = ROW, col: int = COL) -> tuple[float, 
     return (inner_crop - inner_whole).abs().max().item(), whole.std().item()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("adaptive", ["spade", "clade"])
 def test_batchnorm_eval_generation_is_tiling_invariant(adaptive):
     diff, spread = crop_vs_whole(lively_generator(norm="batch", adaptive=adaptive))

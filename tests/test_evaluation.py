@@ -59,15 +59,6 @@ def fitted_generator(chips, seed: int = 1, steps: int = 100):
     return model, untrained
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread (shared test machine; also keeps the float results repeatable)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("evaluation")

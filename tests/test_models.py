@@ -28,14 +28,6 @@ from geospade.models.norm import CLADE, SPADE
 NUM_CLASSES = 7
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_onehot(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return one_hot(torch.randint(0, NUM_CLASSES + 1, (batch, height, width), generator=gen),

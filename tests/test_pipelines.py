@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from geospade.cli.main import main
 from geospade.demo import make_demo_scene
@@ -17,14 +16,6 @@ from geospade.errors import OutputExistsError
 from geospade.quickstart import QuickstartSettings, run_quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _load_script(name: str):

@@ -35,17 +35,6 @@ TINY = dict(preset="tiny", batch_size=4, device="cpu", log_every=1, checkpoint_e
             sample_every=1000)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the test machine's few cores are shared, and oversubscribed
-    PyTorch threads slow small models down many times over. Module scope: it must be in
-    place before the module's own fixtures train."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def demo_chips(tmp_path_factory) -> Path:
     """64 chips of 64 px (56 train, 8 validation) from the 512 px demo scene."""
@@ -103,6 +92,7 @@ def test_config_unknown_yaml_keys_are_named(tmp_path):
     ({"device": "gpu"}, "device"),
     ({"ema_decay": 1.0}, "ema_decay"),
     ({"steps": "many"}, "steps"),
+    ({"lambda_l1": -1.0}, "lambda_l1"),
 ])
 def test_config_bad_values_name_the_option(changes, name):
     with pytest.raises(InputError, match=name):
@@ -361,3 +351,13 @@ def test_generator_learns_the_class_colours(demo_chips, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss_g_fm"] < rows[0]["loss_g_fm"]
     assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 300
+
+
+def test_l1_loss_is_logged_and_pulls_towards_the_real_chips(demo_chips, tmp_path):
+    run = tmp_path / "run"
+    train(demo_chips, run, TrainConfig(steps=2, lambda_l1=10.0, **TINY),
+          progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["loss_g_l1"] > 0 for row in rows)
+    # the G loss includes the weighted L1 term
+    assert all(row["loss_g"] >= 10.0 * row["loss_g_l1"] + row["loss_g_adv"] for row in rows)

@@ -17,15 +17,6 @@ from geospade.demo import make_demo_scene
 from geospade.training import TrainConfig, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread (shared test machine; also keeps the float results repeatable)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def chips(tmp_path_factory) -> Path:
     """16 chips of 64 px (14 train) from a small demo scene."""

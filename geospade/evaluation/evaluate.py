@@ -152,7 +152,7 @@ def evaluate(
              report["frechet"]["segmenter_features"])
     if synthetic is not None:
         report["seams"] = raster_scores(synthetic, int(tile_size), landcover, model.scheme,
-                                        progress=progress)
+                                        progress=progress, period=model.downsampling_factor)
     with atomic_dir(out_dir, overwrite) as tmp:
         write_report(tmp, report, scores.panel, model.scheme, model.imagery)
     return report
@@ -383,7 +383,7 @@ def _describe(source) -> str | None:
 
 
 def raster_scores(image: str | Path, tile_size: int, landcover: str | Path | None, scheme,
-                  progress: ProgressArg = False) -> dict:
+                  progress: ProgressArg = False, period: int = 1) -> dict:
     """Seam score of a synthesised raster, and its per-class colours when the land cover is given.
 
     Args:
@@ -392,11 +392,14 @@ def raster_scores(image: str | Path, tile_size: int, landcover: str | Path | Non
         landcover: the land cover it was made from (same grid), or None.
         scheme: the model's class scheme (to map land-cover values to classes).
         progress: progress while reading the raster for colours.
+        period: the generator's downsampling factor, for the phase-matched seam score.
     """
     from geospade.synthesis import seam_score
 
     result = {"image": str(image), "tile_size": tile_size,
-              "score": seam_score(image, tile_size), "landcover": None, "classes": None}
+              "score": seam_score(image, tile_size), "period": period,
+              "score_phase_matched": seam_score(image, tile_size, period=period),
+              "landcover": None, "classes": None}
     if landcover is not None:
         stats = raster_colours(image, landcover, scheme, progress)
         result["landcover"] = str(landcover)

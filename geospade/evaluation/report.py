@@ -99,7 +99,9 @@ def format_table(report: dict) -> str:
     seams = report.get("seams")
     if seams:
         out.append(f"seam score of {seams['image']} (tiles of {seams['tile_size']} px): "
-                   f"{_num(seams['score'], 4)} (1.0 = seams invisible)")
+                   f"{_num(seams['score'], 4)}, {_num(seams.get('score_phase_matched'), 4)} "
+                   f"against lines at the same phase of the generator's "
+                   f"{seams.get('period', 1)} px grid (1.0 = seams invisible)")
     return "\n".join(out)
 
 

@@ -48,6 +48,9 @@ class TrainConfig:
         beta1, beta2: Adam betas; SPADE uses (0, 0.9).
         lambda_fm: weight of the discriminator feature-matching loss.
         lambda_vgg: weight of the VGG19 perceptual loss (only with ``vgg_weights``).
+        lambda_l1: weight of an L1 loss between generated and real chips (0 = off, as in the
+            paper). It anchors colours quickly in short runs where no VGG19 weights are
+            available; it also pulls outputs towards the mean look, so keep it small.
         vgg_weights: file with torchvision VGG19 weights; without it no VGG loss is used.
         ema_decay: decay of the exponential moving average of the generator weights.
         bn_batches: training batches used to recompute the EMA generator's batch-norm
@@ -84,6 +87,7 @@ class TrainConfig:
     beta2: float = _opt(0.9, "Adam beta2")
     lambda_fm: float = _opt(10.0, "weight of the feature-matching loss")
     lambda_vgg: float = _opt(10.0, "weight of the VGG19 loss (only with --vgg-weights)")
+    lambda_l1: float = _opt(0.0, "weight of an L1 loss to the real chip (0 = off, as in SPADE)")
     vgg_weights: str | None = _opt(None, "torchvision VGG19 weights file; enables the VGG loss",
                                metavar="FILE")
     ema_decay: float = _opt(0.999, "decay of the generator weights' moving average")
@@ -130,7 +134,7 @@ class TrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise bad(name, "must be in [0, 1)", "SPADE uses beta1=0, beta2=0.9.")
-        for name in ("lambda_fm", "lambda_vgg"):
+        for name in ("lambda_fm", "lambda_vgg", "lambda_l1"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative", "Give 0 to switch the loss off.")
         if not DEVICE_PATTERN.match(self.device):

@@ -256,6 +256,9 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
                 if vgg is not None:
                     loss_g_vgg = vgg(fake.float(), real)
                     loss_g = loss_g + config.lambda_vgg * loss_g_vgg
+                if config.lambda_l1:
+                    loss_g_l1 = (fake.float() - real).abs().mean()
+                    loss_g = loss_g + config.lambda_l1 * loss_g_l1
             d_net.requires_grad_(True)
             check_finite(step, {"generator": loss_g}, process, latest)
             optimizer_g.zero_grad(set_to_none=True)
@@ -271,6 +274,8 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
                       "loss_g_fm": loss_g_fm}
             if vgg is not None:
                 losses["loss_g_vgg"] = loss_g_vgg
+            if config.lambda_l1:
+                losses["loss_g_l1"] = loss_g_l1
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
             bar.update(1)
