@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -195,12 +197,54 @@ def test_model_of_other_classes_is_refused(setup):
                  segmenter=setup["segmenter"], device="cpu")
 
 
-def test_inception_fid_is_refused_honestly(setup, tmp_path):
+def test_inception_fid_without_torchvision_says_what_to_install(setup, tmp_path, monkeypatch):
     weights = tmp_path / "inception.pth"
     weights.write_bytes(b"not used")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
     with pytest.raises(InputError, match="torchvision's inception_v3"):
         evaluate(setup["good"], setup["chips"], tmp_path / "r", segmenter=setup["segmenter"],
                  inception_weights=weights, device="cpu")
+    with pytest.raises(InputError, match="not found"):
+        evaluate(setup["good"], setup["chips"], tmp_path / "r", segmenter=setup["segmenter"],
+                 inception_weights=tmp_path / "missing.pth", device="cpu")
+
+
+class _StandInInception(torch.nn.Module):
+    """Stands in for torchvision's inception_v3 (same call, far smaller): pooled conv features
+    then ``fc``, which geospade replaces to read the features before the classifier."""
+
+    def __init__(self, weights=None, aux_logits=True, init_weights=False):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=4)
+        self.fc = torch.nn.Linear(8, 1000)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_inception_fid_from_a_weights_file(setup, tmp_path, monkeypatch):
+    models = types.ModuleType("torchvision.models")
+    models.inception_v3 = _StandInInception
+    package = types.ModuleType("torchvision")
+    package.models = models
+    monkeypatch.setitem(sys.modules, "torchvision", package)
+    monkeypatch.setitem(sys.modules, "torchvision.models", models)
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(_StandInInception().state_dict(), weights)
+    good = evaluate(setup["good"], setup["chips"], tmp_path / "good", device="cpu",
+                    segmenter=setup["segmenter"], inception_weights=weights, progress=False)
+    untrained = evaluate(setup["untrained"], setup["chips"], tmp_path / "untrained", device="cpu",
+                   segmenter=setup["segmenter"], inception_weights=weights, progress=False)
+    assert np.isfinite(good["inception_fid"]) and good["inception_fid"] >= 0
+    assert good["inception_fid"] < untrained["inception_fid"]
+    assert "Inception FID" in (tmp_path / "good" / "report.txt").read_text()
+    incomplete = tmp_path / "incomplete.pth"
+    torch.save({"fc.weight": torch.zeros(1000, 8)}, incomplete)
+    with pytest.raises(CheckpointError, match="lack"):
+        evaluate(setup["good"], setup["chips"], tmp_path / "r2", segmenter=setup["segmenter"],
+                 inception_weights=incomplete, device="cpu")
 
 
 def test_folder_without_validation_chips_falls_back_to_all(setup):

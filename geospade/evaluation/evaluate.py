@@ -103,8 +103,8 @@ def evaluate(
         seed: noise seed of the generated chips.
         batch_size: chips per generator and segmenter pass.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        inception_weights: InceptionV3 weights for an Inception FID (see
-            :func:`inception_fid_unavailable`).
+        inception_weights: torchvision inception_v3 weights for an Inception FID (needs
+            torchvision; see :mod:`geospade.evaluation.inception`); never downloaded.
         panel_chips: worst and best chips shown in the panel (0: no panel).
         overwrite: replace an existing ``out_dir``.
         progress: progress bar (True), silent (False) or a callback(done, total, message).
@@ -123,8 +123,6 @@ def evaluate(
     from geospade.evaluation.segmenter import Segmenter, load_segmenter
 
     check_output(out_dir, overwrite)
-    if inception_weights is not None:
-        raise inception_fid_unavailable(inception_weights)
     if landcover is not None and synthetic is None:
         raise InputError("a land cover for raster colours was given without the raster",
                          path=landcover, hint="Pass --synthetic OUT.tif too, or drop --landcover.")
@@ -132,6 +130,11 @@ def evaluate(
         raise InputError("the seam score needs the tile size the raster was synthesised with",
                          path=synthetic, hint="Pass --tile-size (the value given to synthesize).")
     model = load_generator(checkpoint, device)
+    inception = None
+    if inception_weights is not None:
+        from geospade.evaluation.inception import InceptionFeatures
+
+        inception = InceptionFeatures(inception_weights, model.device)
     seg = segmenter if isinstance(segmenter, Segmenter) else load_segmenter(segmenter, device)
     folder = read_chip_folder(chips_dir, progress=False)
     check_compatible(model, seg, folder, chips_dir)
@@ -143,7 +146,7 @@ def evaluate(
                          hint=f"Export chips whose size is a multiple of {factor}.")
 
     scores = score_chips(model, seg, dataset, seed=seed, batch_size=batch_size,
-                         panel_chips=panel_chips, progress=progress)
+                         panel_chips=panel_chips, progress=progress, inception=inception)
     report = build_report(scores, model, dataset, split=split, seed=seed,
                           checkpoint=checkpoint, segmenter=segmenter, chips_dir=chips_dir)
     report["segmenter_validation"] = seg.card.extra.get("validation")
@@ -251,11 +254,14 @@ class ChipScores:
     colours_synthetic: ColourStats
     chip_accuracy: list[tuple[int, float]]
     panel: PanelPicker
+    inception_real: list[np.ndarray] = field(default_factory=list)
+    inception_synthetic: list[np.ndarray] = field(default_factory=list)
 
 
 def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_chips: int,
-                progress: ProgressArg) -> ChipScores:
-    """Generate every chip, segment real and synthetic images, accumulate the statistics."""
+                progress: ProgressArg, inception=None) -> ChipScores:
+    """Generate every chip, segment real and synthetic images, accumulate the statistics
+    (and Inception features when ``inception``, an InceptionFeatures, is given)."""
     import torch
 
     scheme, imagery = dataset.class_scheme, model.imagery
@@ -281,6 +287,9 @@ def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_
             pred_syn, feat_syn = segmenter.predict(_segmenter_input(segmenter, syn_px))
             features_real.append(feat_real)
             features_syn.append(feat_syn)
+            if inception is not None:
+                scores.inception_real.append(inception(batch["image"].numpy()))
+                scores.inception_synthetic.append(inception(generated))
             scores.colours_real.add(real_px, labels)
             scores.colours_synthetic.add(syn_px, labels)
             for j, i in enumerate(index):
@@ -362,7 +371,9 @@ def build_report(scores: ChipScores, model, dataset, *, split: str, seed: int, c
         "classes": classes,
         "frechet": {"segmenter_features": frechet, "samples": int(samples),
                     "dimensions": int(dims), "note": note},
-        "inception_fid": None,
+        "inception_fid": (frechet_distance_of(np.concatenate(scores.inception_real),
+                                              np.concatenate(scores.inception_synthetic))
+                          if scores.inception_real else None),
         "seams": None,
         "confusion_real": scores.confusion_real.tolist(),
         "confusion_synthetic": scores.confusion_synthetic.tolist(),
@@ -433,31 +444,3 @@ def raster_colours(image: str | Path, landcover: str | Path, scheme,
                 stats.add(img.read(window=window), labels, valid)
                 bar.update(1)
     return stats
-
-
-# -- Inception FID -----------------------------------------------------------------------------
-
-
-def inception_fid_unavailable(weights: str | Path) -> InputError:
-    """The error for ``--inception-weights``: this build has no InceptionV3 network.
-
-    A weights file alone is not enough: FID is defined on the features of torchvision's
-    ``inception_v3`` architecture (pool3, 2048-d), which is not installed here, and a
-    re-implementation that cannot be checked against reference features would give numbers
-    nobody can compare. The segmenter's Fréchet distance is reported instead.
-    """
-    path = Path(weights)
-    if not path.exists():
-        return InputError("Inception weights file not found", path=path,
-                          hint="Check the path, or drop --inception-weights.")
-    import importlib.util
-
-    reason = ("Inception FID needs torchvision's inception_v3 architecture, which is not "
-              "installed" if importlib.util.find_spec("torchvision") is None else
-              "Inception FID is not computed by this version of geospade")
-    return InputError(
-        reason,
-        path=path,
-        hint="Drop --inception-weights: the report's Frechet distance of the segmenter's "
-             "features needs no download; or compute FID with pytorch-fid on the synthesised "
-             "GeoTIFF's chips where torchvision is available.")
