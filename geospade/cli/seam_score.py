@@ -23,12 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare boundaries only with interior lines at the same phase of "
                              "this period: the generator's downsampling factor (e.g. 16) tells "
                              "seams from the model's own periodic texture; 1 = every line")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print the score."""
     from geospade.synthesis.seams import seam_score
 
-    score = seam_score(args.image, args.tile_size, args.offset, period=args.period)
+    score = seam_score(args.image, args.tile_size, args.offset, period=args.period,
+                       progress=args.progress)
     print(f"{score:.4f}")
     return 0

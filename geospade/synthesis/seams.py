@@ -21,6 +21,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geospade.errors import InputError
+from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import open_raster
 
 STRIP_BYTES = 16 * 2**20  # pixel bytes per strip read (about 20x that while scoring it)
@@ -67,7 +68,7 @@ class SeamStats:
 
 
 def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | None = None,
-               period: int = 1) -> float:
+               period: int = 1, progress: ProgressArg = False) -> float:
     """The seam score of a raster file or an array for tiles of ``tile_size`` pixels.
 
     Args:
@@ -80,15 +81,18 @@ def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | Non
         period: compare boundaries only with interior lines ``offset + k * period`` (the
             generator's downsampling factor separates seams from its periodic texture);
             1 compares with every interior line.
+        progress: progress bar while reading a file (True, False or a callback).
 
     Returns:
         The score (1.0 = boundaries indistinguishable from the interior).
     """
-    return seam_stats(image, tile_size, offset, mask=mask, period=period).score
+    return seam_stats(image, tile_size, offset, mask=mask, period=period,
+                      progress=progress).score
 
 
 def seam_stats(image, tile_size: int, offset: int = 0, *,
-               mask: np.ndarray | None = None, period: int = 1) -> SeamStats:
+               mask: np.ndarray | None = None, period: int = 1,
+               progress: ProgressArg = False) -> SeamStats:
     """The sums behind :func:`seam_score` (add several to score parts of a raster together).
 
     Args: as for :func:`seam_score`.
@@ -100,7 +104,7 @@ def seam_stats(image, tile_size: int, offset: int = 0, *,
                          hint="Use the generator's downsampling factor (a power of 2), or 1.")
     grid = _Grid(tile_size, offset, period)
     if isinstance(image, (str, Path)):
-        return _file_stats(Path(image), grid)
+        return _file_stats(Path(image), grid, progress)
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[None]
@@ -146,13 +150,14 @@ def _add_strip(stats: SeamStats, strip: np.ndarray, valid: np.ndarray,
     stats.add(diffs, pair, at_row[:, None], base_row[:, None])
 
 
-def _file_stats(path: Path, grid: _Grid) -> SeamStats:
+def _file_stats(path: Path, grid: _Grid, progress: ProgressArg) -> SeamStats:
     stats = SeamStats()
     with open_raster(path, "raster") as ds:
         row_bytes = ds.width * ds.count * np.dtype(ds.dtypes[0]).itemsize
         strip_rows = max(1, STRIP_BYTES // max(row_bytes, 1))
         prev_row = prev_valid = None
-        for row_off in range(0, ds.height, strip_rows):
+        starts = range(0, ds.height, strip_rows)
+        for row_off in progress_bar(progress, iterable=starts, desc="seam score", unit="strip"):
             window = Window(0, row_off, ds.width, min(strip_rows, ds.height - row_off))
             strip = ds.read(window=window)
             valid = ds.dataset_mask(window=window) > 0
