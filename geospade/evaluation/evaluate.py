@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from geospade import __version__
-from geospade.errors import CheckpointError, ClassSchemeError, GeospadeError, InputError
+from geospade.errors import ClassSchemeError, InputError
 from geospade.evaluation.metrics import (
     ColourStats,
     confusion_matrix,
@@ -165,28 +165,10 @@ def evaluate(
 
 
 def load_generator(checkpoint, device: str):
-    """The generator of a checkpoint (a LoadedModel), with a clear error for a segmenter file."""
+    """The generator of a checkpoint (a LoadedModel); a segmenter file is refused by name."""
     from geospade.synthesis import LoadedModel, load_model
 
-    if isinstance(checkpoint, LoadedModel):
-        return checkpoint
-    try:
-        return load_model(checkpoint, device)
-    except GeospadeError:
-        # A segmenter's card has a model config the generator builder does not know.
-        from geospade.checkpoint import load_checkpoint
-        from geospade.evaluation.segmenter import is_segmenter_checkpoint
-
-        try:
-            payload = load_checkpoint(checkpoint)
-        except GeospadeError:
-            payload = {}
-        if is_segmenter_checkpoint(payload):
-            raise CheckpointError(
-                "this is a segmenter, not a generator checkpoint", path=checkpoint,
-                hint="Give the generator as --checkpoint and the segmenter as --segmenter.",
-            ) from None
-        raise
+    return checkpoint if isinstance(checkpoint, LoadedModel) else load_model(checkpoint, device)
 
 
 def check_compatible(model, segmenter, folder, chips_dir) -> None:

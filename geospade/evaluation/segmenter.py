@@ -154,11 +154,6 @@ def load_segmenter(path: str | Path, device: str | torch.device = "auto") -> Seg
     return Segmenter(network.eval().to(device), card, device)
 
 
-def is_segmenter_checkpoint(payload: dict) -> bool:
-    """Whether a loaded checkpoint payload holds a segmenter (not a generator)."""
-    return payload.get("card", {}).get("model_config", {}).get("kind") == KIND
-
-
 def train_segmenter(
     chips_dir: str | Path,
     out_path: str | Path,

@@ -74,8 +74,10 @@ class LoadedModel:
         card = read_card(payload)
         if "kind" in card.model_config:  # e.g. the segmenter of `geospade evaluate`
             raise CheckpointError(
-                f"this is a {card.model_config['kind']} checkpoint, not a generator", path=checkpoint,
-                hint="Give the checkpoint of a run of geospade train (RUN_DIR/checkpoints/latest.pt).")
+                f"this is a {card.model_config['kind']}, not a generator checkpoint",
+                path=checkpoint,
+                hint="Give the checkpoint of a run of geospade train (RUN_DIR/checkpoints/"
+                     "latest.pt); a segmenter goes to geospade evaluate --segmenter.")
         state = payload.get("generator_ema") or payload.get("generator")
         if state is None:
             raise CheckpointError("checkpoint holds no generator weights", path=checkpoint,
