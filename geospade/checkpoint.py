@@ -5,12 +5,17 @@ discriminator, optimisers, step, RNG state) and a :class:`ModelCard`: the model 
 class scheme, the imagery's bands/dtype/normalisation, the chip size and the ground resolution
 and CRS units of the training data. Files are written atomically (temp file + rename) so a
 crash never leaves a truncated checkpoint under a real name.
+
+Checkpoints hold only tensors and plain data (the model card is JSON-able), and are read
+with ``torch.load(weights_only=True)``: loading one never runs code, and a file that would
+need code to load is refused with one line.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
+import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +29,11 @@ from geospade.errors import CheckpointError
 from geospade.imagery import ImageryInfo
 
 FORMAT = "geospade-checkpoint"
-VERSION = 1
+#: 2: only tensors and plain data (loads with weights_only=True); 1 held numpy objects.
+VERSION = 2
+REWRITE_HINT = ("geospade loads only checkpoints that need no code to read; if this one was "
+                "written by an older geospade, train it again (or give its run's newer "
+                "checkpoint).")
 
 
 @dataclass
@@ -82,43 +91,61 @@ class ModelCard:
 
 
 def save_checkpoint(path: str | Path, card: ModelCard, state: Mapping[str, Any]) -> Path:
-    """Write ``state`` (weights, optimisers, step, RNG...) and ``card`` to ``path`` atomically."""
+    """Write ``state`` (weights, optimisers, step, RNG...) and ``card`` to ``path`` atomically.
+
+    ``state`` must hold only tensors and plain Python values (what ``weights_only`` loading
+    accepts); the card is stored as JSON-able data.
+    """
+    from geospade.raster import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "geospade_version": __version__,
-               "card": card.to_dict(), **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+               "card": plain_data(card.to_dict()), **state}
+    with atomic_file(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
     return path
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` as JSON would give it back (TypeError if it holds anything else)."""
+    return json.loads(json.dumps(value))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; CheckpointError if it is not one.
 
+    Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``, and a
+    file that needs Python code to load is refused as not a safe geospade checkpoint.
     A run folder is accepted too: its ``checkpoints/latest.pt`` is read.
     """
     path = resolve_checkpoint_path(path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"not a safe geospade checkpoint: loading it would run Python "
+                              f"code ({_refused_code(exc)}), which geospade never does",
+                              path=path, hint=REWRITE_HINT) from None
     except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"cannot read checkpoint ({exc.__class__.__name__}: {exc})",
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read checkpoint ({exc.__class__.__name__}: {first_line})",
                               path=path, hint="Give a .pt file written by geospade train.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("not a geospade checkpoint", path=path,
                               hint="Give a .pt file written by geospade train.")
-    if payload.get("version", 0) > VERSION:
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(
-            f"checkpoint format version {payload['version']} is newer than this geospade "
+            f"checkpoint format version {version} is newer than this geospade "
             f"understands ({VERSION})", path=path, hint="Upgrade geospade.")
+    if not isinstance(payload.get("card"), dict):
+        raise CheckpointError("checkpoint has no model card", path=path, hint=REWRITE_HINT)
     return payload
+
+
+def _refused_code(exc: Exception) -> str:
+    """The global that torch's safe unpickler refused, e.g. "posix.system"."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return match.group(1) if match else "an object that is not plain data"
 
 
 def read_card(payload: Mapping) -> ModelCard:

@@ -66,14 +66,16 @@ def package(checkpoint, tmp_path_factory):
 def shipped(package):
     """The raster function module as Pro imports it: from the extracted package."""
     path = package[1] / RASTER_FUNCTION
-    spec = importlib.util.spec_from_file_location("geospade_raster_function", path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def make_function(shipped, package, **scalars):
-    function = shipped.geospade_raster_function()  # Pro looks the class up by the file name
+    # Pro looks the class up by the file's name: they must be the same.
+    function = getattr(shipped, Path(RASTER_FUNCTION).stem)()
+    assert type(function).__name__ == Path(RASTER_FUNCTION).stem
     function.initialize(model=str(package[1] / "landcover2image.emd"), device=-1)
     function.getParameterInfo()
     config = function.getConfiguration(**scalars)
@@ -234,7 +236,7 @@ def test_blocks_join_into_the_whole_raster(shipped, package, model):
 
 def test_initialize_takes_the_emd_as_json_text(shipped, package):
     text = (package[1] / "landcover2image.emd").read_text()
-    function = shipped.geospade_raster_function()
+    function = shipped.GeoSPADERasterFunction()
     function.initialize(model=text)  # ModelFile is then beside the raster function
     assert function.model is not None and function.padding > 0
 
@@ -246,7 +248,7 @@ def test_raster_function_errors(shipped, package):
     with pytest.raises(InputError, match="integer"):
         function.updateRasterInfo(output_info={}, raster_info={"pixelType": "f4"})
     with pytest.raises(Exception, match="ModelFile|no model"):
-        shipped.geospade_raster_function().updatePixels(None, (8, 8), {})
+        shipped.GeoSPADERasterFunction().updatePixels(None, (8, 8), {})
 
 
 @pytest.mark.parametrize("value, device", [(-1, "cpu"), (0, "cuda:0"), ("1", "cuda:1"),

@@ -3,8 +3,10 @@
 A .dlpk is a zip that Pro's deep-learning tools open directly. :func:`export_model` writes
 one holding ``<name>.emd`` (the Esri model definition: what Pro reads to set up the tool),
 ``<name>.pt`` (the checkpoint slimmed to the generator's EMA weights and the model card) and
-``geospade_raster_function.py`` (the Python raster function the .emd names as its
-``InferenceFunction``; a copy of :mod:`geospade.arcgis.raster_function`). Use it with
+``GeoSPADERasterFunction.py`` (the Python raster function the .emd names as its
+``InferenceFunction``; a copy of :mod:`geospade.arcgis.raster_function`). Pro finds the
+function's class by the file's name, so file and class are both ``GeoSPADERasterFunction``,
+as in Esri's own templates. Use it with
 "Translate Pixels Using Deep Learning" on a land-cover raster.
 """
 
@@ -20,7 +22,7 @@ from geospade.checkpoint import ModelCard, save_checkpoint
 from geospade.errors import InputError
 from geospade.raster import atomic_file, check_output
 
-RASTER_FUNCTION = "geospade_raster_function.py"
+RASTER_FUNCTION = "GeoSPADERasterFunction.py"
 #: Pro lists translation models by type; geospade's is its own, run by the raster function.
 MODEL_TYPE = "ImageTranslation"
 DEFAULT_BATCH_SIZE = 4

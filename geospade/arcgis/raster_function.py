@@ -1,7 +1,8 @@
 """The Python raster function that ArcGIS Pro runs for a geospade model package (.dlpk).
 
 "Translate Pixels Using Deep Learning" loads this file (the .emd's ``InferenceFunction``; a
-copy ships in every package as ``geospade_raster_function.py``), asks it how to read the land
+copy ships in every package as ``GeoSPADERasterFunction.py``: Pro looks the class up by the
+file's name), asks it how to read the land
 cover (:meth:`~GeoSPADERasterFunction.getConfiguration`), then hands it one block at a time:
 ``tx`` x ``ty`` pixels plus ``padding`` pixels of context on every side. It expects imagery
 for the block without the padding, as Esri's own translation functions return it.
@@ -306,8 +307,3 @@ def _int(value: Any, default: int) -> int:
     if value is None or str(value).strip() == "":
         return int(default)
     return int(float(value))
-
-
-# Pro finds the class by the file's name: the package ships this file as
-# geospade_raster_function.py.
-geospade_raster_function = GeoSPADERasterFunction

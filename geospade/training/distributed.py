@@ -133,8 +133,16 @@ def epoch_order(num_items: int, seed: int, epoch: int, rank: int = 0,
 
 
 def rng_state() -> dict:
-    """Every random-number generator this process uses (restored on resume)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    """Every random-number generator this process uses (restored on resume).
+
+    Only tensors and plain Python values, so a checkpoint holding it loads with
+    ``torch.load(weights_only=True)``: numpy's key array travels as a tensor.
+    """
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)),
+                       "pos": int(pos), "has_gauss": int(has_gauss),
+                       "cached_gaussian": float(cached)},
              "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -144,7 +152,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    np.random.set_state((saved["bit_generator"], saved["key"].numpy().astype(np.uint32),
+                         saved["pos"], saved["has_gauss"], saved["cached_gaussian"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
