@@ -53,6 +53,15 @@ class OutputExistsError(GeospadeError):
     exit_code = 3
 
 
+class OutputError(GeospadeError):
+    """An output could not be written completely (full disk, read-only folder, I/O error).
+
+    Nothing is left at the output path and an existing file there is unchanged.
+    """
+
+    exit_code = 4
+
+
 class CheckpointError(GeospadeError):
     """A checkpoint that cannot be read or lacks what the task needs."""
 

@@ -8,10 +8,17 @@ a half-written file under the user's name, and nothing is replaced without ``ove
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
+import hashlib
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +27,9 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
-from geospade.errors import InputError, OutputExistsError
+from geospade.errors import InputError, OutputError, OutputExistsError
 
 
 def open_raster(path: str | Path, what: str = "raster"):
@@ -139,24 +147,274 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
+# -- outputs never replace inputs ------------------------------------------------------------
+
+
+def check_not_input(outputs: Iterable[str | Path | None],
+                    inputs: Mapping[str, str | Path | None]) -> None:
+    """Raise InputError when an output is one of the inputs, or a folder that holds one.
+
+    Paths are compared resolved (symbolic links, ``..``) and with :func:`os.path.samefile`, so a
+    hard link to an input counts as that input. A folder output is replaced as a whole, so an
+    input inside it would be lost too.
+
+    Args:
+        outputs: paths a command is about to write (None entries are ignored).
+        inputs: what each input is (e.g. "land cover") -> its path (None entries are ignored).
+    """
+    for output in outputs:
+        if output is None:
+            continue
+        out = Path(output).resolve()
+        for what, source in inputs.items():
+            if source is None:
+                continue
+            src = Path(source).resolve()
+            if _same_file(out, src):
+                raise InputError(f"the output would replace the {what} it is made from",
+                                 path=output, hint="Choose another output path.")
+            if out.is_dir() and src.is_relative_to(out):
+                raise InputError(f"the output folder holds the {what} ({source}); replacing "
+                                 "the folder would delete it", path=output,
+                                 hint="Choose another output folder.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: not the same file
+        return False
+
+
+# -- temporary names: <hidden name>.<pid>-<host>.<random>.partial<suffix> ---------------------
+# The owner is in the name so that a rerun can remove what a killed run left behind, and only
+# that: a partial whose process still runs (or that another machine wrote) is never touched.
+
+PARTIAL_RE = r"\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})\.[^.]+\.partial"
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def partial_prefix(path: Path) -> str:
+    """Start of this process's temporary names for ``path`` (hidden, beside it)."""
+    return f".{path.name}.{os.getpid()}-{_host_tag()}."
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary files and folders that dead processes left for ``path``.
+
+    Only names made by :func:`partial_prefix` for this very output, written on this machine
+    by a process that no longer runs, are removed. Returns what was removed.
+    """
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}") + PARTIAL_RE)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.partial*"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.match(candidate.name)
+        if (match is None or match["host"] != _host_tag()
+                or _process_alive(int(match["pid"]))):
+            continue
+        with contextlib.suppress(OSError):
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+# -- writes that fail loudly -------------------------------------------------------------------
+
+#: errno values that mean "this output cannot be written here", as opposed to a bug.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                errno.EPERM, errno.EIO}
+#: GDAL messages of a failed write, flush or close (they are logged, not always raised).
+GDAL_WRITE_FAILURE = re.compile(r"write|seek|no space|flush|I/?O error|failed", re.IGNORECASE)
+RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".img"}
+LOW_SPACE = 64 * 2**20
+
+
+class _GdalErrors(logging.Filter):
+    """Collects the GDAL errors rasterio logs while outputs are being written.
+
+    rasterio reports GDAL errors of a block-cache flush or a close only in its log (level
+    INFO), and carries on; those are exactly the errors of a full disk.
+    """
+
+    LOGGERS = ("rasterio._env", "rasterio._err", "rasterio._io", "rasterio._base")
+    _lock = threading.Lock()
+    _active: list[list[str]] = []
+    _saved: dict[str, int] = {}  # effective level of each logger before collecting
+    _own: dict[str, int] = {}  # the level each logger had set itself
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "GDAL signalled an error" in message and GDAL_WRITE_FAILURE.search(message):
+            for errors in self._active:
+                errors.append(message.split("msg=", 1)[-1].strip("'\""))
+        # Pass on only what the logger would have shown without our lowered level.
+        return record.levelno >= self._saved.get(record.name, logging.WARNING)
+
+    @classmethod
+    @contextlib.contextmanager
+    def collect(cls) -> Iterator[list[str]]:
+        errors: list[str] = []
+        with cls._lock:
+            if not cls._active:
+                for name in cls.LOGGERS:
+                    logger = logging.getLogger(name)
+                    cls._saved[name] = logger.getEffectiveLevel()
+                    cls._own[name] = logger.level
+                    logger.setLevel(min(logging.INFO, cls._saved[name]))
+                    logger.addFilter(_FILTER)
+            cls._active.append(errors)
+        try:
+            yield errors
+        finally:
+            with cls._lock:
+                cls._active.remove(errors)
+                if not cls._active:
+                    for name in cls.LOGGERS:
+                        logger = logging.getLogger(name)
+                        logger.removeFilter(_FILTER)
+                        logger.setLevel(cls._own.get(name, logging.NOTSET))
+
+
+_FILTER = _GdalErrors()
+
+
+def free_space(path: str | Path) -> int | None:
+    """Bytes free for this user on the file system holding ``path`` (None if unknown)."""
+    try:
+        stat = os.statvfs(Path(path))
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown space"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def write_failed(path: Path, why: str) -> OutputError:
+    """The one-line error of an output that could not be written completely."""
+    free = free_space(path.parent if path.parent.exists() else Path.cwd())
+    return OutputError(
+        f"could not be written ({why}; {_size(free)} free in {path.parent})", path=path,
+        hint="Free some space or choose another disk or folder; nothing was left at the "
+             "output path and an existing file there is unchanged.")
+
+
+def _as_write_error(path: Path, exc: BaseException) -> OutputError | None:
+    """An OutputError for an exception that means "cannot write here", else None."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return write_failed(path, exc.strerror or str(exc))
+    if isinstance(exc, rasterio.errors.RasterioError):
+        text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if GDAL_WRITE_FAILURE.search(text) or "permission" in text.lower():
+            return write_failed(path, text)
+    return None
+
+
+def _check_complete(tmp: Path, final: Path, gdal_errors: list[str]) -> None:
+    """Raise OutputError unless the temporary output is whole and on disk."""
+    if gdal_errors:
+        raise write_failed(final, gdal_errors[0])
+    if not tmp.exists():
+        raise write_failed(final, "nothing was written")
+    if tmp.is_file():
+        try:  # a full disk on network or delayed-allocation file systems shows up here
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise write_failed(final, exc.strerror or str(exc)) from None
+    free = free_space(tmp.parent)
+    if free == 0:  # some writers swallow ENOSPC: a full disk after writing lost data
+        raise write_failed(final, "the disk is full")
+    # Where the disk is nearly full, a raster that does not read back is what a swallowed
+    # write error leaves; elsewhere the check would only cost time.
+    if (tmp.is_file() and tmp.suffix.lower() in RASTER_SUFFIXES and free is not None
+            and free < LOW_SPACE):
+        _check_raster_readable(tmp, final)
+
+
+def _check_raster_readable(tmp: Path, final: Path) -> None:
+    """Open the raster and read its last pixel: a truncated file fails here."""
+    try:
+        with rasterio.open(tmp) as ds:
+            ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except rasterio.errors.RasterioError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        raise write_failed(final, f"the written raster is unreadable: {text}") from None
+
+
+@contextlib.contextmanager
+def _failing_loudly(final: Path) -> Iterator[list[str]]:
+    """Collect GDAL write errors and turn "cannot write here" exceptions into OutputError."""
+    with _GdalErrors.collect() as errors:
+        try:
+            yield errors
+        except OutputError:
+            raise
+        except Exception as exc:
+            error = _as_write_error(final, exc)
+            if error is None:
+                raise
+            raise error from None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
-    On error the temporary file is removed and an existing ``path`` is left untouched.
+    The temporary name keeps ``path``'s suffix (GDAL chooses the format by it). Before the
+    rename the file must be complete: any GDAL write, flush or close error, a full disk or a
+    raster that does not read back raises :class:`OutputError`. On any error the temporary
+    file (and files named after it) is removed and an existing ``path`` is left untouched.
+    Stale temporary files of killed runs for the same ``path`` are removed first.
     """
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    with _failing_loudly(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(path)
+        fd, name = tempfile.mkstemp(prefix=partial_prefix(path), suffix=f".partial{path.suffix}",
+                                    dir=path.parent)
+        os.close(fd)
+    tmp = Path(name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are for sharing
-        os.replace(tmp, path)
+        with _failing_loudly(path) as gdal_errors:
+            yield tmp
+            _check_complete(tmp, path, gdal_errors)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are for sharing
+            os.replace(tmp, path)
     finally:
-        for leftover in (tmp, *tmp.parent.glob(tmp.name + ".*")):
+        for leftover in (tmp, *tmp.parent.glob(glob.escape(tmp.name) + ".*")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
 
@@ -171,20 +429,29 @@ def _umask() -> int:
 def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; put it in place when the block succeeds.
 
-    An existing ``path`` (with ``overwrite``) is replaced only after the new folder is complete.
+    An existing ``path`` (with ``overwrite``) is replaced only after the new folder is complete;
+    GDAL write errors and a full disk raise :class:`OutputError` and remove the new folder.
     """
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    with _failing_loudly(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(path)
+        tmp = Path(tempfile.mkdtemp(prefix=partial_prefix(path), suffix=".partial",
+                                    dir=path.parent))
     try:
-        yield tmp
+        with _failing_loudly(path) as gdal_errors:
+            yield tmp
+            if gdal_errors:
+                raise write_failed(path, gdal_errors[0])
+            if free_space(tmp) == 0:
+                raise write_failed(path, "the disk is full")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     old = None
     if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        old = path.with_name(f"{partial_prefix(path)}old.partial")
         os.replace(path, old)
     os.replace(tmp, path)
     if old is not None:
