@@ -102,7 +102,8 @@ def save_checkpoint(path: str | Path, card: ModelCard, state: Mapping[str, Any])
     payload = {"format": FORMAT, "version": VERSION, "geospade_version": __version__,
                "card": plain_data(card.to_dict()), **state}
     with atomic_file(path, overwrite=True) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError(ENOSPC)
+            torch.save(payload, fh)
     return path
 
 
@@ -151,6 +152,14 @@ def _refused_code(exc: Exception) -> str:
 def read_card(payload: Mapping) -> ModelCard:
     """The :class:`ModelCard` of a loaded checkpoint."""
     return ModelCard.from_dict(payload["card"])
+
+
+def checkpoint_input(checkpoint: Any) -> Path | None:
+    """The file a checkpoint argument reads (a path or a run folder), for input/output checks;
+    None for an already loaded model."""
+    if isinstance(checkpoint, str | Path):
+        return resolve_checkpoint_path(checkpoint)
+    return None
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:

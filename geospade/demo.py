@@ -10,6 +10,7 @@ inputs for benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -84,14 +85,17 @@ def make_demo_scene(out_dir: str | Path, size: int = 2048, seed: int = 0, bands:
                       out_dir / "landcover.png", out_dir / "imagery.png")
     for path in scene.paths():  # fail before any work, and before writing anything
         check_output(path, overwrite)
-    with progress_bar(progress, total=5, desc="demo scene", unit="step") as bar:
+    with progress_bar(progress, total=5, desc="demo scene", unit="step") as bar, \
+            contextlib.ExitStack() as files:
         labels, pixels = _scene_arrays(size, seed, bands, bar.update)
-        _write_landcover(scene.landcover, labels, overwrite)
-        _write_imagery(scene.imagery, pixels, overwrite)
+        # All four files appear together or not at all (a full disk, Ctrl-C): a half scene
+        # would make the rerun refuse the files that were written.
+        tmp = [files.enter_context(atomic_file(path, overwrite)) for path in scene.paths()]
+        _write_landcover(tmp[0], labels)
+        _write_imagery(tmp[1], pixels)
         bar.update()
-        preview_raster(scene.landcover, scene.landcover_preview, 1024, scheme=CHESAPEAKE_7,
-                       overwrite=overwrite)
-        preview_raster(scene.imagery, scene.imagery_preview, 1024, overwrite=overwrite)
+        preview_raster(tmp[0], tmp[2], 1024, scheme=CHESAPEAKE_7, overwrite=True)
+        preview_raster(tmp[1], tmp[3], 1024, overwrite=True)
         bar.update()
     return scene
 
@@ -843,22 +847,22 @@ def _crowns(rng, size: int, rows: np.ndarray, cols: np.ndarray,
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_landcover(path: Path, labels: np.ndarray, overwrite: bool) -> None:
+def _write_landcover(path: Path, labels: np.ndarray) -> None:
     h, w = labels.shape
     profile = geotiff_profile(w, h, 1, "uint8", CRS.from_string(DEMO_CRS), demo_transform(),
                               nodata=NODATA)
-    with atomic_file(path, overwrite) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with rasterio.open(path, "w", **profile) as dst:
         dst.write_colormap(1, CHESAPEAKE_7.colormap())  # before the pixels (photometric tag)
         dst.write(labels, 1)
         dst.set_band_description(1, "land cover (Chesapeake 7-class)")
 
 
-def _write_imagery(path: Path, pixels: np.ndarray, overwrite: bool) -> None:
+def _write_imagery(path: Path, pixels: np.ndarray) -> None:
     count, h, w = pixels.shape
     profile = geotiff_profile(w, h, count, "uint8", CRS.from_string(DEMO_CRS), demo_transform())
     profile["photometric"] = "RGB"
     info = ImageryInfo(count)
-    with atomic_file(path, overwrite) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with rasterio.open(path, "w", **profile) as dst:
         dst.write(pixels)
         dst.colorinterp = info.colorinterp()
         for i, name in enumerate(info.band_names, start=1):

@@ -144,7 +144,36 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     if exists and not overwrite:
         raise OutputExistsError("output exists", path=path,
                                 hint="Choose another output or pass --overwrite to replace it.")
+    check_writable(path)
     return path
+
+
+def check_output_file(path: str | Path, overwrite: bool) -> Path:
+    """:func:`check_output` for an output that is one file: a folder there is an error."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("the output is a folder, and this output is one file", path=path,
+                         hint=f"Give a file name, e.g. {path / 'output'}{path.suffix or ''}.")
+    return check_output(path, overwrite)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise OutputError, before any work, when ``path`` cannot be created or replaced.
+
+    Outputs are written beside their final name, so the folder that will hold ``path`` (or
+    the nearest existing folder above it, where folders are still to be created) must be
+    writable.
+    """
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"{folder} is a file, not a folder", path=path,
+                          hint="Choose an output in a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in {folder} (read-only or no permission)", path=path,
+                          hint="Choose an output in a folder you can write to.")
 
 
 # -- outputs never replace inputs ------------------------------------------------------------
@@ -167,8 +196,8 @@ def check_not_input(outputs: Iterable[str | Path | None],
             continue
         out = Path(output).resolve()
         for what, source in inputs.items():
-            if source is None:
-                continue
+            if source is None or not Path(source).exists():
+                continue  # only what exists can be lost (and "chesapeake-7" is no file)
             src = Path(source).resolve()
             if _same_file(out, src):
                 raise InputError(f"the output would replace the {what} it is made from",
@@ -331,14 +360,22 @@ def write_failed(path: Path, why: str) -> OutputError:
              "output path and an existing file there is unchanged.")
 
 
-def _as_write_error(path: Path, exc: BaseException) -> OutputError | None:
-    """An OutputError for an exception that means "cannot write here", else None."""
-    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-        return write_failed(path, exc.strerror or str(exc))
-    if isinstance(exc, rasterio.errors.RasterioError):
-        text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if GDAL_WRITE_FAILURE.search(text) or "permission" in text.lower():
-            return write_failed(path, text)
+def _as_write_error(path: Path, exc: BaseException | None) -> OutputError | None:
+    """An OutputError for an exception that means "cannot write here", else None.
+
+    The exception's context counts too: torch.save, for one, hides the OSError of a full
+    disk behind a RuntimeError of its own.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return write_failed(path, exc.strerror or str(exc))
+        if isinstance(exc, rasterio.errors.RasterioError):
+            text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            if GDAL_WRITE_FAILURE.search(text) or "permission" in text.lower():
+                return write_failed(path, text)
+        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -399,7 +436,7 @@ def atomic_file(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     file (and files named after it) is removed and an existing ``path`` is left untouched.
     Stale temporary files of killed runs for the same ``path`` are removed first.
     """
-    path = check_output(path, overwrite)
+    path = check_output_file(path, overwrite)
     with _failing_loudly(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(path)

@@ -47,6 +47,8 @@ is covered by the chip export tests.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,7 @@ from geospade.classes import CHESAPEAKE_7
 from geospade.cli import main as cli_main
 from geospade.errors import CheckpointError
 from geospade.imagery import ImageryInfo
+from geospade.raster import free_space
 from geospade.synthesis.model import random_model, save_model
 
 CRS = "EPSG:32618"
@@ -213,3 +216,233 @@ def test_training_checkpoint_loads_safely_and_resumes_rng(tmp_path):
     distributed.set_rng_state(payload["rng"][0])
     assert (torch.rand(1).item(), np.random.rand(), random.random()) == expected
     assert payload["optimizer_g"]["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+
+
+# -- nothing lost: full disks, read-only folders -----------------------------------------------
+
+
+def _mount_tmpfs(folder: Path, options: str) -> None:
+    folder.mkdir()
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {result.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB file system; unmounted afterwards."""
+    folder = tmp_path / "disk"
+    _mount_tmpfs(folder, "size=2m")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A read-only file system (root writes anywhere else, whatever the permissions)."""
+    folder = tmp_path / "ro"
+    _mount_tmpfs(folder, "ro,size=1m")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` until only ``leave`` bytes are free."""
+    free = free_space(disk)
+    filler = disk / "filler"
+    filler.write_bytes(os.urandom(max(0, free - leave)))
+    return filler
+
+
+def only_filler(disk: Path, *keep: str) -> bool:
+    """Nothing but the filler (and ``keep``) is on the disk: no output, no partial file."""
+    return sorted(p.name for p in disk.iterdir()) == sorted(["filler", *keep])
+
+
+def assert_one_line(result: Result, code: int, *words: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("geospade ")]
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def large_landcover(tmp_path) -> Path:
+    """Incompressible enough that its synthesised imagery needs about 1 MB."""
+    return write_landcover(tmp_path / "large.tif", blocky(512, 512))
+
+
+def test_synthesize_on_a_full_disk_fails_and_leaves_nothing(small_disk, large_landcover,
+                                                           checkpoint, run_cli):
+    fill(small_disk, 200_000)
+    result = run_cli("synthesize", large_landcover, "--checkpoint", checkpoint,
+                     "-o", small_disk / "out.tif", "-q")
+    assert_one_line(result, 4, "out.tif", "free", "could not be written")
+    assert "wrote" not in result.stdout
+    assert only_filler(small_disk)
+
+
+def test_synthesize_overwrite_on_a_full_disk_keeps_the_good_output(small_disk, landcover,
+                                                                  large_landcover, checkpoint,
+                                                                  run_cli):
+    good = small_disk / "out.tif"
+    assert run_cli("synthesize", landcover, "--checkpoint", checkpoint, "-o", good,
+                   "-q").returncode == 0
+    before = good.read_bytes()
+    fill(small_disk, 150_000)
+    result = run_cli("synthesize", large_landcover, "--checkpoint", checkpoint, "-o", good,
+                     "--overwrite", "-q")
+    assert_one_line(result, 4, "out.tif")
+    assert good.read_bytes() == before
+    assert only_filler(small_disk, "out.tif")
+
+
+def test_checkpoint_on_a_full_disk_keeps_the_previous_one(small_disk, model):
+    from geospade.checkpoint import save_checkpoint
+    from geospade.errors import OutputError
+
+    latest = small_disk / "checkpoints" / "latest.pt"
+    save_checkpoint(latest, model.card, {"step": 1})
+    before = latest.read_bytes()
+    fill(small_disk, 100_000)
+    with pytest.raises(OutputError, match="latest.pt.*could not be written.*free"):
+        save_checkpoint(latest, model.card, {"weights": torch.rand(300_000), "step": 2})
+    assert latest.read_bytes() == before
+    assert [p.name for p in latest.parent.iterdir()] == ["latest.pt"]
+
+
+def test_export_model_on_a_full_disk(small_disk, checkpoint, run_cli):
+    fill(small_disk, 20_000)
+    result = run_cli("export-model", checkpoint, "-o", small_disk / "model.dlpk")
+    assert_one_line(result, 4, "model.dlpk", "free")
+    assert only_filler(small_disk)
+
+
+def test_demo_data_on_a_full_disk_writes_all_or_nothing(small_disk, run_cli):
+    filler = fill(small_disk, 150_000)
+    result = run_cli("demo-data", small_disk / "scene", "--size", "256", "--no-progress")
+    assert_one_line(result, 4, "free")
+    scene = small_disk / "scene"
+    assert not scene.exists() or not any(scene.iterdir())
+    filler.unlink()  # space again: the rerun is not refused as "exists"
+    result = run_cli("demo-data", small_disk / "scene", "--size", "256", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (small_disk / "scene").iterdir()) == [
+        "imagery.png", "imagery.tif", "landcover.png", "landcover.tif"]
+
+
+@pytest.mark.parametrize("command", ["synthesize", "export-model", "train-segmenter",
+                                     "demo-data", "train"])
+def test_read_only_output_folder_is_one_line(command, read_only, landcover, checkpoint,
+                                             tmp_path, run_cli):
+    args = {
+        "synthesize": ["synthesize", landcover, "--checkpoint", checkpoint,
+                       "-o", read_only / "out.tif"],
+        "export-model": ["export-model", checkpoint, "-o", read_only / "m.dlpk"],
+        "train-segmenter": ["train-segmenter", tmp_path, "-o", read_only / "seg.pt"],
+        "demo-data": ["demo-data", read_only / "scene"],
+        "train": ["train", tmp_path, "-o", read_only / "run"],
+    }[command]
+    assert_one_line(run_cli(*args), 4, "cannot write in", str(read_only))
+
+
+# -- nothing lost: no command writes over its own inputs ---------------------------------------
+
+
+@pytest.fixture
+def inputs(tmp_path, landcover, checkpoint):
+    """A land cover, imagery, a run folder with its checkpoint, and a chip-like folder."""
+    imagery = tmp_path / "img.tif"
+    profile = dict(driver="GTiff", width=128, height=96, count=3, dtype="uint8", crs=CRS,
+                   transform=TRANSFORM)
+    with rasterio.open(imagery, "w", **profile) as dst:
+        dst.write(np.full((3, 96, 128), 100, np.uint8))
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    latest.parent.mkdir(parents=True)
+    latest.write_bytes(Path(checkpoint).read_bytes())
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    (chips / "map.txt").write_text("images/a.tif labels/a.tif\n")
+    os.link(landcover, tmp_path / "hardlink.tif")
+    os.symlink(landcover, tmp_path / "symlink.tif")
+    os.link(latest, tmp_path / "hardlink.dlpk")
+    return {"lc": landcover, "img": imagery, "run": latest.parents[1], "latest": latest,
+            "chips": chips, "dir": tmp_path}
+
+
+OVERWRITES = {
+    "export-chips -o LC": lambda i: ["export-chips", i["lc"], "--imagery", i["img"],
+                                     "-o", i["lc"]],
+    "export-chips -o FOLDER-HOLDING-LC": lambda i: ["export-chips", i["lc"], "--imagery",
+                                                    i["img"], "-o", i["dir"]],
+    "synthesize --preview LC": lambda i: ["synthesize", i["lc"], "--checkpoint", i["latest"],
+                                          "-o", i["dir"] / "o.tif", "--preview", i["lc"]],
+    "synthesize -o CKPT": lambda i: ["synthesize", i["lc"], "--checkpoint", i["run"],
+                                     "-o", i["latest"]],
+    "synthesize -o HARDLINK-OF-LC": lambda i: ["synthesize", i["lc"], "--checkpoint",
+                                               i["latest"], "-o", i["dir"] / "hardlink.tif"],
+    "synthesize -o SYMLINK-TO-LC": lambda i: ["synthesize", i["lc"], "--checkpoint",
+                                              i["latest"], "-o", i["dir"] / "symlink.tif"],
+    "export-model -o HARDLINK-OF-CKPT": lambda i: ["export-model", i["latest"],
+                                                   "-o", i["dir"] / "hardlink.dlpk"],
+    "train-segmenter -o CHIPS": lambda i: ["train-segmenter", i["chips"], "-o", i["chips"]],
+    "evaluate -o FOLDER-HOLDING-CKPT": lambda i: ["evaluate", "--checkpoint", i["latest"],
+                                                  "--chips", i["chips"], "--segmenter",
+                                                  i["latest"], "-o", i["run"]],
+    "train -o CHIPS": lambda i: ["train", i["chips"], "-o", i["chips"]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERWRITES))
+def test_no_command_writes_over_its_inputs(case, inputs, run_cli):
+    before = {p: p.read_bytes() for p in inputs["dir"].rglob("*") if p.is_file()}
+    result = run_cli(*OVERWRITES[case](inputs), "--overwrite")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ("replace" in lines[0] or "holds" in lines[0]
+                                or "is the chip folder" in lines[0] or "folder" in lines[0]), lines
+    after = {p: p.read_bytes() for p in inputs["dir"].rglob("*") if p.is_file()}
+    assert after == before
+
+
+# -- nothing lost: debris of killed runs ---------------------------------------------------------
+
+
+def test_rerun_removes_partials_of_a_killed_run_only(tmp_path):
+    """A run killed with SIGKILL inside atomic_file leaves its partial; the rerun removes it,
+    but not the partial of a process that still runs."""
+    import signal
+
+    from geospade.raster import atomic_file, partial_prefix
+
+    target = tmp_path / "out.tif"
+    code = ("import sys, time; from geospade.raster import atomic_file\n"
+            "with atomic_file(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'half'); print(tmp, flush=True); time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.Popen([sys.executable, "-c", code, str(target)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    stale = Path(killed.stdout.readline().strip())
+    assert stale.exists()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / partial_prefix(target).replace(str(os.getpid()), str(alive.pid))
+        live = live.with_name(live.name + "abc.partial.tif")
+        live.write_bytes(b"in progress")
+        other = tmp_path / ".other.tif.1-00000000.abc.partial.tif"  # another output's
+        other.write_bytes(b"x")
+        with atomic_file(target) as tmp:
+            tmp.write_bytes(b"whole")
+        assert not stale.exists()
+        assert live.exists() and other.exists()
+        assert target.read_bytes() == b"whole"
+    finally:
+        alive.kill()
+        alive.wait()

@@ -148,7 +148,7 @@ def test_run_folder_layout(short_run):
     # 4 validation chips of 64 px with 2 px gaps: label | real | generated.
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (3 * 64 + 2 * 2, 4 * 64 + 3 * 2)
-    assert not list(short_run.rglob("*.partial"))
+    assert not list(short_run.rglob("*.partial*"))
 
 
 def test_checkpoint_holds_everything_synthesis_needs(short_run, demo_chips):

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from geospade import __version__
-from geospade.checkpoint import ModelCard, save_checkpoint
+from geospade.checkpoint import ModelCard, checkpoint_input, save_checkpoint
 from geospade.errors import InputError
-from geospade.raster import atomic_file, check_output
+from geospade.raster import atomic_file, check_not_input, check_output_file
 
 RASTER_FUNCTION = "GeoSPADERasterFunction.py"
 #: Pro lists translation models by type; geospade's is its own, run by the raster function.
@@ -66,7 +66,8 @@ def export_model(
     if out_path.suffix.lower() != ".dlpk":
         raise InputError("a model package must end in .dlpk", path=out_path,
                          hint=f"Use {out_path.with_suffix('.dlpk').name}.")
-    check_output(out_path, overwrite)
+    check_output_file(out_path, overwrite)
+    check_not_input([out_path], {"checkpoint": checkpoint_input(run_dir_or_checkpoint)})
     model = load_model(run_dir_or_checkpoint, "cpu")
     card = model.card
     factor = model.downsampling_factor

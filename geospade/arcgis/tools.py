@@ -522,9 +522,12 @@ def export_arguments(values: Mapping[str, Any], *, aoi: str | None,
 def run_export(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Export chips as ``geospade export-chips`` does; reports a one-line summary."""
     from geospade.chips.export import export_chips
+    from geospade.raster import check_not_input
 
     kwargs = export_arguments(values, aoi=reporter.feature_file(values.get("aoi")),
                               overwrite=reporter.overwrite(values))
+    check_not_input([kwargs["out_dir"]], {"land cover": kwargs["landcover"],
+                                          "imagery": kwargs["imagery"], "AOI": kwargs["aoi"]})
     result = export_chips(**kwargs, progress=reporter.progress)
     skipped = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in result.skipped.items() if n)
     reporter.message(f"{result.num_chips} chips ({result.num_train} train, {result.num_val} "

@@ -56,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the chips and print a one-line summary."""
     from geospade.chips.export import export_chips
+    from geospade.raster import check_not_input
 
+    check_not_input([args.out_dir], {"land cover": args.landcover, "imagery": args.imagery,
+                                     "AOI": args.aoi, "class scheme": args.classes})
     result = export_chips(
         args.landcover, args.imagery, args.out_dir, tile_size=args.tile_size,
         stride=args.stride, max_nodata=args.max_nodata, aoi=args.aoi, classes=args.classes,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from geospade import __version__
+from geospade.checkpoint import checkpoint_input
 from geospade.errors import ClassSchemeError, InputError
 from geospade.evaluation.metrics import (
     ColourStats,
@@ -29,7 +30,7 @@ from geospade.evaluation.metrics import (
     pixel_accuracy,
 )
 from geospade.progress import ProgressArg, progress_bar
-from geospade.raster import atomic_dir, check_output
+from geospade.raster import atomic_dir, check_not_input, check_output
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ def evaluate(
     from geospade.evaluation.segmenter import Segmenter, load_segmenter
 
     check_output(out_dir, overwrite)
+    check_not_input([out_dir], {
+        "checkpoint": checkpoint_input(checkpoint), "chip folder": chips_dir,
+        "segmenter": checkpoint_input(segmenter), "synthetic raster": synthetic,
+        "land cover": landcover, "Inception weights": inception_weights})
     if landcover is not None and synthetic is None:
         raise InputError("a land cover for raster colours was given without the raster",
                          path=landcover, hint="Pass --synthetic OUT.tif too, or drop --landcover.")

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from geospade.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from geospade.errors import CheckpointError, InputError, TrainingDivergedError
 from geospade.progress import ProgressArg, progress_bar
-from geospade.raster import check_output
+from geospade.raster import check_not_input, check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ def train_segmenter(
     from geospade.chips.dataset import ChipDataset
     from geospade.synthesis.model import resolve_device
 
-    out_path = check_output(out_path, overwrite)
+    out_path = check_output_file(out_path, overwrite)
+    check_not_input([out_path], {"chip folder": chips_dir})
     if steps < 1 or batch_size < 1 or not learning_rate > 0:
         raise InputError(f"steps ({steps}), batch size ({batch_size}) and learning rate "
                          f"({learning_rate}) must be positive")

@@ -22,10 +22,18 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
+from geospade.checkpoint import checkpoint_input
 from geospade.classes import ClassScheme, raster_values
 from geospade.errors import ClassSchemeError, InputError
 from geospade.progress import ProgressArg
-from geospade.raster import atomic_file, check_landcover, check_output, geotiff_profile, open_raster
+from geospade.raster import (
+    atomic_file,
+    check_landcover,
+    check_not_input,
+    check_output_file,
+    geotiff_profile,
+    open_raster,
+)
 from geospade.synthesis.model import LoadedModel
 from geospade.synthesis.pipeline import (
     ArrayLabels,
@@ -239,12 +247,11 @@ def synthesize(
         ClassSchemeError: values that are not classes of the model (and no ``map_unknown``).
         InputError, GridError, CheckpointError: unusable inputs, sizes or checkpoint.
     """
-    out = check_output(out, overwrite)
+    out = check_output_file(out, overwrite)
     if preview is not None:
-        preview = check_output(preview, overwrite)
-    if Path(landcover).resolve() == out.resolve():
-        raise InputError("the output would replace the land cover", path=out,
-                         hint="Choose another output path.")
+        preview = check_output_file(preview, overwrite)
+    check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
+                                     "checkpoint": checkpoint_input(checkpoint)})
     model = load_model(checkpoint, device)
     _check_style(model, style_image)
     with open_raster(landcover, "land cover") as dataset:

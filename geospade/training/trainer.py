@@ -36,6 +36,12 @@ from geospade.models import (
 )
 from geospade.models.losses import VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geospade.progress import ProgressArg, progress_bar
+from geospade.raster import (
+    check_not_input,
+    check_writable,
+    partial_prefix,
+    remove_stale_partials,
+)
 from geospade.training import distributed
 from geospade.training.config import TrainConfig
 from geospade.training.distributed import Process
@@ -88,6 +94,7 @@ def train(
     run_dir = Path(run_dir)
     if config is None and resume and (run_dir / "config.yaml").exists():
         config = TrainConfig.from_yaml(run_dir / "config.yaml")  # the run's own options
+    check_run_inputs(Path(chips_dir), run_dir, config)
     process = distributed.start((config or TrainConfig()).device)
     try:
         return _train(Path(chips_dir), run_dir, config, resume, overwrite, progress, callback,
@@ -376,6 +383,20 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Proce
     return None
 
 
+def check_run_inputs(chips_dir: Path, run_dir: Path, config: TrainConfig | None) -> None:
+    """InputError when the run would write over its chips or VGG weights."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError("the run folder is a file", path=run_dir,
+                                hint="Give a folder for the run (it is created if needed).")
+    check_writable(run_dir / "checkpoints")
+    if chips_dir.resolve() == run_dir.resolve():
+        raise InputError("the run folder is the chip folder", path=run_dir,
+                         hint="Give the run its own folder.")
+    vgg = config.vgg_weights if config is not None else None
+    check_not_input([run_dir / name for name in RUN_ENTRIES],
+                    {"chip folder": chips_dir, "VGG19 weights": vgg})
+
+
 def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
     """CheckpointError when the checkpoint's model or classes differ from this run's."""
     saved = checkpoint["card"]
@@ -391,7 +412,8 @@ def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
 
 def link_or_copy(source: Path, target: Path) -> None:
     """Put a copy of ``source`` at ``target`` atomically (a hard link where possible)."""
-    tmp = target.with_name(f".{target.name}.partial")
+    remove_stale_partials(target)
+    tmp = target.with_name(f"{partial_prefix(target)}link.partial")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
