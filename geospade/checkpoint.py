@@ -101,9 +101,9 @@ def save_checkpoint(path: str | Path, card: ModelCard, state: Mapping[str, Any])
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, "geospade_version": __version__,
                "card": plain_data(card.to_dict()), **state}
-    with atomic_file(path, overwrite=True) as tmp:
-        with open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError(ENOSPC)
-            torch.save(payload, fh)
+    # Through a Python file object: a full disk then raises OSError(ENOSPC).
+    with atomic_file(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 
@@ -120,16 +120,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     A run folder is accepted too: its ``checkpoints/latest.pt`` is read.
     """
     path = resolve_checkpoint_path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"not a safe geospade checkpoint: loading it would run Python "
-                              f"code ({_refused_code(exc)}), which geospade never does",
-                              path=path, hint=REWRITE_HINT) from None
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read checkpoint ({exc.__class__.__name__}: {first_line})",
-                              path=path, hint="Give a .pt file written by geospade train.") from None
+    payload = safe_load(path, "geospade checkpoint", map_location=map_location,
+                        hint="Give a .pt file written by geospade train.",
+                        code_hint=REWRITE_HINT)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("not a geospade checkpoint", path=path,
                               hint="Give a .pt file written by geospade train.")
@@ -143,10 +136,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def _refused_code(exc: Exception) -> str:
-    """The global that torch's safe unpickler refused, e.g. "posix.system"."""
-    match = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    return match.group(1) if match else "an object that is not plain data"
+def safe_load(path: str | Path, what: str, *, hint: str, code_hint: str | None = None,
+              map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, never code.
+
+    Every failure is one CheckpointError line naming the file: a file whose pickle would
+    call Python code (``os.system``, a class...) is "not a safe <what>"; a damaged or foreign
+    file "cannot be read as a <what>".
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        match = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if match is None:
+            raise CheckpointError(f"cannot read as a {what}: not a PyTorch file of tensors",
+                                  path=path, hint=hint) from None
+        raise CheckpointError(f"not a safe {what}: loading it would run Python code "
+                              f"({match.group(1)}), which geospade never does", path=path,
+                              hint=code_hint or hint) from None
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read as a {what} ({exc.__class__.__name__}: "
+                              f"{first_line})", path=path, hint=hint) from None
 
 
 def read_card(payload: Mapping) -> ModelCard:

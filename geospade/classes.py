@@ -160,23 +160,25 @@ class ClassScheme:
             raise self.unknown_values_error(np.unique(arr[unknown]), source)
         return indices
 
-    def unknown_values_error(self, values: Iterable[int], source=None) -> ClassSchemeError:
-        """The error for raster values that are not in this scheme."""
+    def unknown_values_error(self, values: Iterable[int], source=None,
+                             hint: str | None = None) -> ClassSchemeError:
+        """The error for raster values that are not in this scheme (``hint``: what to do, for
+        a caller whose options differ from export and training's)."""
         found = sorted(int(v) for v in values)
         return ClassSchemeError(
             f"values {found} are not classes of scheme '{self.name}' "
             f"(classes {self.values}, nodata {self.nodata})",
             path=source,
-            hint="Pass a class scheme that includes them (--classes scheme.json), "
+            hint=hint or "Pass a class scheme that includes them (--classes scheme.json), "
             "or map them to a known class with --map-unknown VALUE.",
         )
 
-    def check_values(self, values: Iterable[int], source=None) -> None:
+    def check_values(self, values: Iterable[int], source=None, hint: str | None = None) -> None:
         """Raise ClassSchemeError naming every value that is neither a class nor nodata."""
         known = set(self.values) | ({self.nodata} if self.nodata is not None else set())
         unknown = [v for v in values if int(v) not in known]
         if unknown:
-            raise self.unknown_values_error(unknown, source)
+            raise self.unknown_values_error(unknown, source, hint)
 
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -355,6 +357,15 @@ def scheme_from_raster(dataset, *, counts: Mapping[int, int] | None = None) -> C
         counts = raster_values(dataset)
     nodata = None if dataset.nodata is None else int(dataset.nodata)
     present = sorted(v for v in counts if v != nodata)
+    negative = [v for v in present if v < 0]
+    if negative:
+        raise ClassSchemeError(
+            f"the land cover holds negative values {negative[:5]}; class values are 0 or more "
+            "(only the nodata value may be negative)",
+            path=dataset.name,
+            hint=f"If {negative[0]} marks missing data, set it as the raster's nodata "
+                 f"(gdal_edit.py -a_nodata {negative[0]} FILE); else reclassify to values >= 0.",
+        )
     if not present:
         raise ClassSchemeError(
             "the land cover holds no valid pixels (all nodata)",

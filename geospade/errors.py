@@ -30,7 +30,8 @@ class GeospadeError(Exception):
         text = f"{self.path}: {self.message}" if self.path else self.message
         if self.hint:
             text = f"{text.rstrip('.')}. {self.hint}"
-        return text
+        # One line, whatever a library's message held (the CLI prints exactly this).
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class InputError(GeospadeError):

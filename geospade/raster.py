@@ -44,6 +44,20 @@ def open_raster(path: str | Path, what: str = "raster"):
                          hint="Give a raster GDAL can read (GeoTIFF, IMG, VRT...).") from None
 
 
+def read_pixels(dataset, what: str = "raster", method: str = "read", **kwargs) -> np.ndarray:
+    """``dataset.<method>(**kwargs)`` (``read``, ``read_masks``, ``dataset_mask``), or
+    InputError naming the file when its pixels cannot be read (a header that opens over a
+    truncated body)."""
+    try:
+        return getattr(dataset, method)(**kwargs)
+    except rasterio.errors.RasterioError as exc:
+        detail = exc.__cause__ or exc  # rasterio's "Read failed" hides GDAL's reason here
+        first_line = (str(detail).strip().splitlines() or ["read failed"])[0]
+        raise InputError(f"cannot read the pixels of this {what} ({first_line}): the file is "
+                         "truncated or damaged", path=dataset.name,
+                         hint="Write or copy it again.") from None
+
+
 def check_landcover(dataset) -> None:
     """Land cover must be a single integer band: class values, never resampled reflectance."""
     dtype = dataset.dtypes[0]

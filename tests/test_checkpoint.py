@@ -57,7 +57,7 @@ def test_failed_save_keeps_previous_file(tmp_path, card, state):
 def test_not_a_checkpoint(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint") as exc:
+    with pytest.raises(CheckpointError, match="cannot read as a geospade checkpoint") as exc:
         load_checkpoint(text)
     assert "notes.pt" in str(exc.value)
     foreign = tmp_path / "foreign.pt"

@@ -446,3 +446,151 @@ def test_rerun_removes_partials_of_a_killed_run_only(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+# -- one clear line instead of a traceback ------------------------------------------------------
+
+
+def truncate(path: Path) -> Path:
+    """Keep the header, lose the end of the pixels: GDAL opens it, reading fails."""
+    os.truncate(path, path.stat().st_size // 2)
+    return path
+
+
+@pytest.fixture
+def truncated_raster(tmp_path) -> Path:
+    path = tmp_path / "broken.tif"
+    profile = dict(driver="GTiff", width=256, height=256, count=3, dtype="uint8", crs=CRS,
+                   transform=TRANSFORM)  # uncompressed strips, header first
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8))
+    truncate(path)
+    with rasterio.open(path) as ds:  # the header still opens
+        assert ds.width == 256
+    return path
+
+
+def test_truncated_raster_in_seam_score(truncated_raster, run_cli):
+    result = run_cli("seam-score", truncated_raster, "--tile-size", "64", "--no-progress")
+    assert_one_line(result, 2, "broken.tif", "truncated")
+
+
+def test_damaged_chip_in_training_is_named(tmp_path):
+    from test_folder import make_pro_folder
+
+    from geospade.chips.dataset import ChipDataset
+    from geospade.errors import InputError
+
+    root = make_pro_folder(tmp_path / "chips", n_rows=1, n_cols=2)
+    dataset = ChipDataset(root, split="all")
+    damaged = dataset.records[1].image
+    truncate(damaged)
+    dataset[0]
+    with pytest.raises(InputError) as exc:
+        dataset[1]
+    assert damaged.name in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("how", ["flag", "yaml", "yaml-syntax"])
+def test_bad_model_options_are_one_line(how, tmp_path, run_cli):
+    config = tmp_path / "options.yaml"
+    config.write_text({"flag": "steps: 3\n", "yaml": "model: {ngf: x}\n",
+                       "yaml-syntax": "steps: [3\nbatch_size: 2\n"}[how])
+    args = ["train", tmp_path / "chips", "-o", tmp_path / "run", "--config", config]
+    if how == "flag":
+        args += ["--model", "ngf=abc"]
+    result = run_cli(*args)
+    words = {"flag": ["ngf='abc'", "whole number"], "yaml": ["options.yaml", "ngf='x'"],
+             "yaml-syntax": ["options.yaml", "line 2"]}[how]
+    assert_one_line(result, 2, *words)
+
+
+def test_bad_vgg_weights_are_one_line(tmp_path):
+    from geospade.models.losses import VGGLoss
+
+    weights = tmp_path / "vgg.pth"
+    weights.write_text("not weights")
+    with pytest.raises(CheckpointError, match="vgg.pth: cannot read as a VGG19") as exc:
+        VGGLoss(weights)
+    assert "\n" not in str(exc.value) and "weights_only" not in str(exc.value)
+
+
+def test_negative_land_cover_values_are_one_line(tmp_path):
+    from geospade.classes import scheme_from_raster
+    from geospade.errors import ClassSchemeError
+
+    labels = blocky(64, 64).astype(np.int16)
+    labels[:8, :8] = -5
+    path = write_landcover(tmp_path / "int16.tif", labels, nodata=None)
+    with rasterio.open(path) as ds, pytest.raises(ClassSchemeError,
+                                                  match=r"negative values \[-5\]") as exc:
+        scheme_from_raster(ds)
+    assert "-a_nodata -5" in str(exc.value)
+
+
+def test_output_kinds_are_one_line(tmp_path, landcover, run_cli):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    assert_one_line(run_cli("demo-data", a_file), 4, "is a file, not a folder")
+    assert_one_line(run_cli("train", tmp_path, "-o", a_file), 3, "run folder is a file")
+    assert_one_line(run_cli("train-segmenter", tmp_path, "-o", a_folder, "--overwrite"), 2,
+                    "is a folder")
+
+
+def test_synthesize_unknown_class_hint_names_its_own_options(tmp_path, checkpoint, run_cli):
+    labels = blocky(64, 64)
+    labels[0, 0] = 42
+    path = write_landcover(tmp_path / "lc42.tif", labels)
+    result = run_cli("synthesize", path, "--checkpoint", checkpoint, "-o", tmp_path / "o.tif")
+    assert_one_line(result, 2, "[42]", "--map-unknown")
+    assert "--classes" not in result.stderr
+
+
+# -- bad values refused, not accepted silently ------------------------------------------------
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("--tile-size", "0", ["tile size 0"]),
+    ("--tile-size", "-64", ["tile size -64"]),
+    ("--batch-size", "0", ["batch size 0"]),
+    ("--batch-size", "-1", ["batch size -1"]),
+])
+def test_synthesize_refuses_bad_sizes(option, value, words, landcover, checkpoint, tmp_path,
+                                      run_cli):
+    result = run_cli("synthesize", landcover, "--checkpoint", checkpoint,
+                     "-o", tmp_path / "o.tif", option, value)
+    assert_one_line(result, 2, *words)
+    assert "feather" not in result.stderr
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_resample_in_degrees_is_refused(tmp_path, checkpoint, run_cli):
+    path = write_landcover(tmp_path / "wgs84.tif", blocky(64, 64), crs="EPSG:4326",
+                           transform=Affine(1e-5, 0, -76, 0, -1e-5, 39))
+    result = run_cli("synthesize", path, "--checkpoint", checkpoint, "-o", tmp_path / "o.tif",
+                     "--resample")
+    assert_one_line(result, 2, "--resample", "degrees", "gdalwarp")
+
+
+def test_land_cover_without_crs_warns(tmp_path, checkpoint):
+    from geospade.synthesis import ResolutionWarning, synthesize
+
+    path = write_landcover(tmp_path / "nocrs.tif", blocky(64, 64), crs=None)
+    with pytest.warns(ResolutionWarning, match="no coordinate reference system"):
+        synthesize(path, checkpoint, tmp_path / "o.tif", progress=False)
+
+
+@pytest.mark.parametrize("case", ["tile larger than the raster", "all masked"])
+def test_seam_score_refuses_instead_of_nan(case, tmp_path, run_cli):
+    path = tmp_path / "img.tif"
+    profile = dict(driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=CRS,
+                   transform=TRANSFORM, nodata=0 if case == "all masked" else None)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.zeros((3, 64, 64), np.uint8) if case == "all masked"
+                  else np.random.default_rng(0).integers(1, 255, (3, 64, 64), dtype=np.uint8))
+    tile = "128" if case == "tile larger than the raster" else "16"
+    result = run_cli("seam-score", path, "--tile-size", tile, "--no-progress")
+    assert_one_line(result, 2, "no seam score")
+    assert "nan" not in result.stdout

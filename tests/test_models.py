@@ -253,7 +253,7 @@ def test_vgg_loss_needs_a_weights_file(tmp_path):
         VGGLoss(tmp_path / "missing.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a state dict")
-    with pytest.raises(CheckpointError, match="cannot read VGG19 weights"):
+    with pytest.raises(CheckpointError, match="cannot read as a VGG19 weights"):
         VGGLoss(bad)
     partial = tmp_path / "partial.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, partial)

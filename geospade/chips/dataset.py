@@ -20,7 +20,7 @@ from geospade.chips.folder import ChipFolder, ChipRecord, read_chip_folder
 from geospade.classes import ClassScheme, resolve_scheme
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
-from geospade.raster import open_raster
+from geospade.raster import open_raster, read_pixels
 
 # The dihedral group of the square: k % 4 quarter turns, then a left-right flip when k >= 4.
 NUM_TRANSFORMS = 8
@@ -134,10 +134,10 @@ class ChipDataset(Dataset):
                     raise InputError(f"label chip has {ds.count} bands; labels have one",
                                      path=record.label,
                                      hint="Export single-band class labels (Classified_Tiles).")
-                raw = ds.read(1)
+                raw = read_pixels(ds, "label chip", indexes=1)
                 nodata = ds.nodata
             with open_raster(record.image, "image chip") as ds:
-                pixels = ds.read()
+                pixels = read_pixels(ds, "image chip")
         if pixels.shape[0] != self.imagery.count:
             raise InputError(
                 f"image chip has {pixels.shape[0]} bands; the imagery has {self.imagery.count}",

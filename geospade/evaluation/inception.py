@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from geospade.checkpoint import safe_load
 from geospade.errors import CheckpointError, InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,7 +66,8 @@ def _build(weights: Path) -> torch.nn.Module:
             hint="pip install the torchvision that matches your torch, or drop "
                  "--inception-weights (the segmenter's Frechet distance needs nothing).") from None
     network = models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = safe_load(weights, "inception_v3 weights file",
+                      hint="Give torchvision's inception_v3 weights.")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     try:
         network.load_state_dict(state, strict=False)

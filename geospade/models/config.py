@@ -127,6 +127,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def check_overrides(overrides: Mapping[str, Any], source: str | None = None) -> None:
+    """InputError naming the first model-config override that is unknown or of the wrong type
+    (``ngf=abc``), before any model is built."""
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise InputError(f"unknown model config field '{key}'", path=source,
+                             hint=f"Valid fields: {', '.join(sorted(fields))}.")
+        kind = type(fields[key].default)
+        # bool is an int in Python, but ngf=true is a typo, not a width.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            what = {int: "whole number", bool: "true/false value"}.get(kind, kind.__name__)
+            raise InputError(f"model option {key}={value!r} is not a {what}",
+                             path=source, hint=f"e.g. --model {key}={fields[key].default}.")
+
+
 def model_config(preset: str, num_classes: int, out_channels: int, **overrides: Any) -> ModelConfig:
     """A :class:`ModelConfig` from a preset, with the data's class and band counts.
 

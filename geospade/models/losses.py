@@ -118,11 +118,9 @@ class VGGLoss(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def _load(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # many types for a damaged or foreign file
-            raise CheckpointError(f"cannot read VGG19 weights ({exc.__class__.__name__}: {exc})",
-                                  path=path, hint=_MISSING_WEIGHTS) from None
+        from geospade.checkpoint import safe_load
+
+        state = safe_load(path, "VGG19 weights file", hint=_MISSING_WEIGHTS)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict):

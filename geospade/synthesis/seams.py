@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from geospade.errors import InputError
 from geospade.progress import ProgressArg, progress_bar
-from geospade.raster import open_raster
+from geospade.raster import open_raster, read_pixels
 
 STRIP_BYTES = 16 * 2**20  # pixel bytes per strip read (about 20x that while scoring it)
 
@@ -85,9 +85,22 @@ def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | Non
 
     Returns:
         The score (1.0 = boundaries indistinguishable from the interior).
+
+    Raises:
+        InputError: no tile boundary crosses the raster (tile size at least its size), or no
+            valid pixel pairs lie on one side of the comparison (e.g. all masked): no score.
     """
-    return seam_stats(image, tile_size, offset, mask=mask, period=period,
-                      progress=progress).score
+    stats = seam_stats(image, tile_size, offset, mask=mask, period=period, progress=progress)
+    source = image if isinstance(image, str | Path) else None
+    if not stats.seam_count or not stats.interior_count:
+        what = ("no valid pixel pairs at tile boundaries" if stats.interior_count
+                else "no valid pixel pairs away from tile boundaries")
+        raise InputError(f"no seam score with tile size {tile_size}, offset {offset}: {what}",
+                         path=source,
+                         hint="Give the tile size the raster was synthesised with; it must be "
+                              "smaller than the raster, and the raster must have unmasked "
+                              "pixels.")
+    return stats.score
 
 
 def seam_stats(image, tile_size: int, offset: int = 0, *,
@@ -159,8 +172,8 @@ def _file_stats(path: Path, grid: _Grid, progress: ProgressArg) -> SeamStats:
         starts = range(0, ds.height, strip_rows)
         for row_off in progress_bar(progress, iterable=starts, desc="seam score", unit="strip"):
             window = Window(0, row_off, ds.width, min(strip_rows, ds.height - row_off))
-            strip = ds.read(window=window)
-            valid = ds.dataset_mask(window=window) > 0
+            strip = read_pixels(ds, "raster", window=window)
+            valid = read_pixels(ds, "raster", "dataset_mask", window=window) > 0
             _add_strip(stats, strip, valid, prev_row, prev_valid, row_off, grid)
             prev_row, prev_valid = strip[:, -1:, :], valid[-1:, :]
     return stats

@@ -24,7 +24,7 @@ from rasterio.vrt import WarpedVRT
 
 from geospade.checkpoint import checkpoint_input
 from geospade.classes import ClassScheme, raster_values
-from geospade.errors import ClassSchemeError, InputError
+from geospade.errors import ClassSchemeError, GridError, InputError
 from geospade.progress import ProgressArg
 from geospade.raster import (
     atomic_file,
@@ -49,6 +49,7 @@ from geospade.synthesis.plan import (
     default_halo,
     default_tile_size,
     plan_tiles,
+    round_up,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ PREVIEW_SIZE = 1024
 
 
 class ResolutionWarning(UserWarning):
-    """The land cover's pixel size (or CRS unit) differs from the training data's."""
+    """The land cover's pixel size (or CRS unit) differs from the training data's, or it has
+    no CRS (so neither will the output)."""
 
 
 @dataclass
@@ -122,12 +124,20 @@ def make_plan(model: LoadedModel, width: int, height: int, *, tile_size: int | N
     receptive field (at most 128 px), a feather of 32 px (narrower if the halo is small).
     """
     factor = model.downsampling_factor
+    if tile_size is not None and int(tile_size) <= 0:  # 0 must not quietly mean "default"
+        raise GridError(f"tile size {tile_size} must be a positive multiple of {factor}, the "
+                        "generator's downsampling factor", path=source,
+                        hint=f"Use e.g. --tile-size {round_up(512, factor)}, or leave it out.")
     tile_size = tile_size or default_tile_size(width, height, factor)
     halo = default_halo(factor, model.receptive_field) if halo is None else int(halo)
     if feather is None:
         feather = min(DEFAULT_FEATHER, 2 * halo, tile_size // 2) // 2 * 2
     return plan_tiles(width, height, tile_size=int(tile_size), halo=halo, feather=int(feather),
                       multiple_of=factor, source=source)
+
+
+UNKNOWN_CLASS_HINT = ("Map them to a class the model knows with --map-unknown VALUE, "
+                      "reclassify the land cover, or use a model trained on these classes.")
 
 
 def check_classes(values, scheme: ClassScheme, map_unknown: int | None, source=None) -> None:
@@ -145,7 +155,7 @@ def check_classes(values, scheme: ClassScheme, map_unknown: int | None, source=N
                 f"--map-unknown {map_unknown} is not a class of scheme '{scheme.name}' "
                 f"(classes {scheme.values})", path=source, hint="Give one of those values.")
         return
-    scheme.check_values(values, source=source)
+    scheme.check_values(values, source=source, hint=UNKNOWN_CLASS_HINT)
 
 
 def resolution_differs(resolution: tuple[float, float], card) -> bool:
@@ -252,6 +262,7 @@ def synthesize(
         preview = check_output_file(preview, overwrite)
     check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
                                      "checkpoint": checkpoint_input(checkpoint)})
+    check_batch_size(batch_size)
     model = load_model(checkpoint, device)
     _check_style(model, style_image)
     with open_raster(landcover, "land cover") as dataset:
@@ -280,6 +291,13 @@ def synthesize(
     return result
 
 
+def check_batch_size(batch_size: int) -> None:
+    """InputError unless at least one tile goes through the generator per pass."""
+    if int(batch_size) < 1:
+        raise InputError(f"batch size {batch_size} must be at least 1 (tiles per generator "
+                         "pass)", hint="Use --batch-size 4, or 1 to save memory.")
+
+
 def _check_style(model: LoadedModel, style_image) -> None:
     """This generation of models takes its style from the seed; say so for --style-image."""
     if style_image is not None and not hasattr(model.generator, "encode_style"):
@@ -293,12 +311,25 @@ def _training_view(dataset, model: LoadedModel, resample: bool):
     Warns (:class:`ResolutionWarning`) when the pixel size differs from the training data's;
     with ``resample``, returns a nearest-neighbour WarpedVRT at the training resolution.
     """
+    if dataset.crs is None:
+        warnings.warn(f"{dataset.name}: the land cover has no coordinate reference system, so "
+                      "the output will have none either. Assign one first (gdal_edit.py -a_srs "
+                      "EPSG:CODE FILE) to place the imagery on a map", ResolutionWarning,
+                      stacklevel=3)
     units = dataset.crs.linear_units if dataset.crs is not None else None
     message = resolution_mismatch(dataset.res, units, model.card, dataset.name)
     if message is None:
         return dataset, False
     # Resampling to the training pixel size only makes sense in the same unit.
     same_unit = not (units and model.card.crs_units) or _unit(units) == _unit(model.card.crs_units)
+    if resample and not same_unit:
+        raise InputError(
+            f"--resample cannot bring pixels in "
+            f"{'degrees' if dataset.crs.is_geographic else repr(units) + ' units'} to the "
+            "training resolution "
+            f"{_fmt_res(model.card.resolution)} in {model.card.crs_units}", path=dataset.name,
+            hint=f"Reproject the land cover to a CRS in {model.card.crs_units} first, e.g. "
+                 "gdalwarp -t_srs EPSG:CODE -tr X Y -r near IN OUT.")
     can_resample = resolution_differs(dataset.res, model.card) and same_unit
     if not resample or not can_resample:
         hint = (" Pass --resample to resample it (nearest) to the training resolution."
@@ -418,6 +449,7 @@ def synthesize_array(
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"land cover array has dtype {labels.dtype}; class values are integers",
                          hint="Pass the classified (integer) land cover.")
+    check_batch_size(batch_size)
     model = load_model(checkpoint, device)
     if transform is not None:
         units = getattr(crs, "linear_units", None) if crs is not None else None

@@ -143,6 +143,9 @@ class TrainConfig:
             raise bad("amp_dtype", "unknown precision", f"Use one of {list(AMP_DTYPES)}.")
         if self.metrics_format not in METRICS_FORMATS:
             raise bad("metrics_format", "unknown format", f"Use one of {list(METRICS_FORMATS)}.")
+        from geospade.models.config import check_overrides  # here: --help stays torch-free
+
+        check_overrides(self.model, None if source is None else str(source))
         return self
 
     def total_steps(self, steps_per_epoch: int) -> int:
@@ -179,7 +182,11 @@ class TrainConfig:
         except FileNotFoundError:
             raise InputError("config file not found", path=path, hint="Check the path.") from None
         except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML ({exc})", path=path) from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InputError(f"not valid YAML{where}: {problem}", path=path,
+                             hint="Write one 'option: value' per line.") from None
         if not isinstance(data, Mapping):
             raise InputError("config file must hold a mapping of option: value", path=path,
                              hint="Write one 'option: value' per line.")
