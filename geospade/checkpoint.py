@@ -107,6 +107,42 @@ def save_checkpoint(path: str | Path, card: ModelCard, state: Mapping[str, Any])
     return path
 
 
+def save_generator(path: str | Path, card: ModelCard, generator_state: Mapping[str, Any],
+                   *, half: bool = False) -> Path:
+    """Write a slim inference checkpoint: the (EMA) generator's weights and the model card.
+
+    No discriminator, optimisers or RNG state: about a quarter of a training checkpoint, or
+    an eighth with ``half`` (floating-point weights stored as float16; synthesis loads them
+    back into float32). Synthesis, evaluation and export-model read it like any checkpoint;
+    training cannot resume from it.
+    """
+    state = {key: _stored(value, half) for key, value in generator_state.items()}
+    return save_checkpoint(path, card, {"generator_ema": state, "step": card.step,
+                                        "inference_only": True,
+                                        "precision": "float16" if half else "float32"})
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return tensor.half() if half and tensor.is_floating_point() else tensor
+
+
+def slim_checkpoint(source: str | Path, out: str | Path, *, half: bool = False,
+                    overwrite: bool = False) -> Path:
+    """Write the slim inference checkpoint (:func:`save_generator`) of a training checkpoint
+    or run folder to ``out``."""
+    from geospade.raster import check_not_input, check_output_file
+
+    out = check_output_file(out, overwrite)
+    check_not_input([out], {"checkpoint": checkpoint_input(source)})
+    payload = load_checkpoint(source)
+    state = payload.get("generator_ema") or payload.get("generator")
+    if state is None:
+        raise CheckpointError("checkpoint holds no generator weights", path=source,
+                              hint="Give a checkpoint written by geospade train.")
+    return save_generator(out, read_card(payload), state, half=half)
+
+
 def plain_data(value: Any) -> Any:
     """``value`` as JSON would give it back (TypeError if it holds anything else)."""
     return json.loads(json.dumps(value))

@@ -594,3 +594,81 @@ def test_seam_score_refuses_instead_of_nan(case, tmp_path, run_cli):
     result = run_cli("seam-score", path, "--tile-size", tile, "--no-progress")
     assert_one_line(result, 2, "no seam score")
     assert "nan" not in result.stdout
+
+
+# -- disk: how many checkpoints, how large, with which permissions ------------------------------
+
+
+@pytest.fixture(scope="module")
+def pruned_run(tmp_path_factory):
+    """5 steps, a checkpoint at each, the last 2 kept; written under umask 022."""
+    from test_folder import make_pro_folder
+
+    from geospade.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("pruned")
+    chips = make_pro_folder(root / "chips", size=16)
+    old_mask = os.umask(0o022)
+    try:
+        train(chips, root / "run", TrainConfig(
+            preset="tiny", model={"ngf": 4}, steps=5, batch_size=2, checkpoint_every=1,
+            sample_every=1000, keep_checkpoints=2, bn_batches=1, num_samples=1, device="cpu"),
+            progress=False)
+    finally:
+        os.umask(old_mask)
+    return root / "run"
+
+
+def test_keep_checkpoints_keeps_the_last_n_and_latest(pruned_run):
+    names = sorted(p.name for p in (pruned_run / "checkpoints").iterdir())
+    assert names == ["generator.pt", "latest.pt", "step_000004.pt", "step_000005.pt"]
+    assert load_checkpoint(pruned_run / "checkpoints" / "step_000004.pt")["step"] == 4
+
+
+def test_files_respect_the_umask(pruned_run):
+    for path in [*pruned_run.rglob("*.pt"), pruned_run / "config.yaml"]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_slim_generator_checkpoint_synthesizes_like_latest(pruned_run, tmp_path, run_cli):
+    # The chips' classes (1, 2) at their resolution (0.5 m).
+    landcover = write_landcover(tmp_path / "lc12.tif", (blocky(64, 64) % 2 + 1).astype(np.uint8),
+                                transform=Affine(0.5, 0, 360000, 0, -0.5, 4310000), nodata=0)
+    checkpoints = pruned_run / "checkpoints"
+    slim, latest = checkpoints / "generator.pt", checkpoints / "latest.pt"
+    assert slim.stat().st_size < latest.stat().st_size / 2
+    payload = load_checkpoint(slim)
+    assert payload["inference_only"] and "discriminator" not in payload
+    outputs = {}
+    for name, ckpt in (("slim", slim), ("latest", latest)):
+        assert run_cli("synthesize", landcover, "--checkpoint", ckpt, "-o",
+                       tmp_path / f"{name}.tif", "-q").returncode == 0
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            outputs[name] = ds.read()
+    assert np.array_equal(outputs["slim"], outputs["latest"])
+
+
+def test_half_precision_export(pruned_run, tmp_path, run_cli):
+    half = tmp_path / "half.pt"
+    assert run_cli("export-model", pruned_run, "-o", half, "--half").returncode == 0
+    payload = load_checkpoint(half)
+    assert payload["precision"] == "float16"
+    weights = [t for t in payload["generator_ema"].values() if t.is_floating_point()]
+    assert weights and all(t.dtype == torch.float16 for t in weights)
+    dlpk = tmp_path / "half.dlpk"
+    assert run_cli("export-model", pruned_run, "-o", dlpk, "--half").returncode == 0
+    full = tmp_path / "full.dlpk"
+    assert run_cli("export-model", pruned_run, "-o", full).returncode == 0
+    assert dlpk.stat().st_size < full.stat().st_size
+    from geospade.synthesis import load_model
+
+    model = load_model(half, "cpu")  # float16 weights run as float32
+    assert all(p.dtype == torch.float32 for p in model.generator.parameters())
+
+
+def test_keep_checkpoints_must_not_be_negative():
+    from geospade.errors import InputError
+    from geospade.training import TrainConfig
+
+    with pytest.raises(InputError, match="keep_checkpoints=-1"):
+        TrainConfig(keep_checkpoints=-1).validate()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from geospade import __version__
-from geospade.checkpoint import ModelCard, checkpoint_input, save_checkpoint
+from geospade.checkpoint import ModelCard, checkpoint_input, save_generator
 from geospade.errors import InputError
 from geospade.raster import atomic_file, check_not_input, check_output_file
 
@@ -37,6 +37,7 @@ def export_model(
     padding: int | None = None,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    half: bool = False,
 ) -> Path:
     """Write a trained model as an Esri model package for ArcGIS Pro.
 
@@ -50,6 +51,7 @@ def export_model(
             receptive field, as synthesis uses for its halo).
         seed: default noise seed.
         batch_size: default tiles per block.
+        half: store the weights as float16 (half the package size; they run in float32).
 
     Returns:
         ``out_path``.
@@ -92,7 +94,7 @@ def export_model(
         weights = tmp.with_name(tmp.name + ".pt")
         try:
             # Only what synthesis needs: no discriminator, optimisers or RNG state.
-            save_checkpoint(weights, card, {"generator_ema": state, "step": card.step})
+            save_generator(weights, card, state, half=half)
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr(f"{name}.emd", json.dumps(emd, indent=2))
                 zf.write(weights, f"{name}.pt")

@@ -63,6 +63,8 @@ class TrainConfig:
         seed: seed of weights, data order, noise and augmentation.
         workers: data-loading worker processes.
         checkpoint_every: write checkpoints/step_NNNNNN.pt every this many steps.
+        keep_checkpoints: how many of the newest step_NNNNNN.pt files to keep (older ones are
+            deleted: the paper preset's are 1.5 GB each); latest.pt and generator.pt stay.
         sample_every: write samples/step_NNNNNN.png every this many steps.
         log_every: write a metrics line every this many steps.
         num_samples: validation chips shown in each sample grid.
@@ -101,6 +103,8 @@ class TrainConfig:
     seed: int = _opt(0, "seed of weights, data order, noise and augmentation")
     workers: int = _opt(0, "data-loading worker processes")
     checkpoint_every: int = _opt(1000, "write checkpoints/step_NNNNNN.pt every N steps")
+    keep_checkpoints: int = _opt(3, "keep the last N step_NNNNNN.pt files (0: none); latest.pt "
+                                 "and the slim generator.pt are always kept")
     sample_every: int = _opt(500, "write samples/step_NNNNNN.png every N steps")
     log_every: int = _opt(10, "write a metrics line every N steps")
     num_samples: int = _opt(4, "validation chips in each sample grid")
@@ -125,7 +129,7 @@ class TrainConfig:
         if self.steps is not None and self.epochs is not None:
             raise bad("epochs", f"given together with steps={self.steps}",
                       "Give either steps or epochs, not both.")
-        for name in ("workers", "num_samples", "bn_batches", "seed"):
+        for name in ("workers", "num_samples", "bn_batches", "seed", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative", "Give 0 or more.")
         for name in ("lr_g", "lr_d"):

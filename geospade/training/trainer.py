@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from geospade.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from geospade.checkpoint import ModelCard, load_checkpoint, save_checkpoint, save_generator
 from geospade.chips.dataset import ChipDataset
 from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
 from geospade.models import (
@@ -48,6 +48,8 @@ from geospade.training.distributed import Process
 from geospade.training.logs import MetricsLog, require_tensorboard
 from geospade.training.visuals import sample_grid, write_png
 
+#: The slim inference checkpoint beside latest.pt (EMA generator and model card only).
+GENERATOR_FILE = "generator.pt"
 # What a run folder holds; --overwrite removes exactly these.
 RUN_ENTRIES = ("config.yaml", "checkpoints", "samples", "metrics.jsonl", "metrics.csv",
                "tensorboard")
@@ -216,8 +218,10 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
                      "step": step, "epoch": step // steps_per_epoch, "rng": rng,
                      "world_size": process.world_size, "train_config": config.to_dict()}
             save_checkpoint(latest, card, state)
+            save_generator(latest.with_name(GENERATOR_FILE), card, generator_ema.state_dict())
             if step % config.checkpoint_every == 0:
                 link_or_copy(latest, run_dir / "checkpoints" / f"step_{step:06d}.pt")
+                prune_checkpoints(latest.parent, config.keep_checkpoints)
 
     # ---- the loop ------------------------------------------------------------------------------
     start_step = step
@@ -408,6 +412,20 @@ def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
     if saved["class_scheme"] != card.class_scheme.to_dict():
         raise CheckpointError("the run was trained on another class scheme than these chips'",
                               path=run_dir, hint="Resume on the chips the run started with.")
+
+
+def prune_checkpoints(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest ``step_NNNNNN.pt`` of a run; returns the deleted."""
+    steps = sorted(folder.glob("step_*.pt"), key=_checkpoint_step)
+    old = steps[:-keep] if keep > 0 else steps
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+def _checkpoint_step(path: Path) -> int:
+    digits = path.stem.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
 
 
 def link_or_copy(source: Path, target: Path) -> None:
