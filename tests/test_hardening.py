@@ -2,43 +2,55 @@
 
 What is tried, and what must happen (each row is a test here):
 
-=====================================================================  ===========================
-Bad input or fault                                                     Expected
-=====================================================================  ===========================
-Security
-checkpoint whose pickle runs ``os.system`` (synthesize, export-model,   refused in one line, the
-train --resume, evaluate's segmenter, the .dlpk raster function)       code never runs
-checkpoint of the old format (numpy objects in its RNG state)          refused in one line
-Nothing lost
-synthesize / export-model / train checkpoint / demo-data onto a full   exit 4, one line, no file
-disk (tmpfs of 2 MB)                                                   left, old output intact
-synthesize --overwrite onto a full disk over a good output             good output unchanged
-export-chips/synthesize/--preview/export-model/train-segmenter/        refused (exit 2), inputs
-evaluate writing over one of their own inputs (same path, symlink,     unchanged
-hard link, folder holding the input)
-partials left by a killed run beside an output                         removed by the rerun;
-                                                                       a live process's kept
-One clear line
-read-only output folder (synthesize, export-model, train-segmenter,    exit 4, one line
-demo-data)
-seam-score / training on a raster whose body is truncated              one line naming the file
---model ngf=abc, YAML ``model: {ngf: x}``, YAML syntax error           one line
-int16 land cover with negative values                                  one line
-train-segmenter -o DIR (a folder); demo-data OUT (a file);             one line
-train -o FILE
-synthesize unknown-class hint; --tile-size -64; bad --vgg-weights      a hint that fits
-Bad values refused
-synthesize --tile-size 0/-64, --batch-size 0/-1                        refused
---resample on an EPSG:4326 land cover; land cover without CRS          a warning
-seam-score with a tile larger than the raster, or all masked           refused, not ``nan``
-ArcGIS
-.dlpk raster function: file name == class name                         (tests/test_dlpk.py)
-Disk
-train --keep-checkpoints N keeps the last N step files + latest.pt     only those remain
-slim generator.pt (EMA + card, half precision optional)                synthesize/export-model
-                                                                       read it
-checkpoint and output files respect the umask                          not 0600
-=====================================================================  ===========================
+=========================================================  ====================================
+Bad input or fault                                         Expected
+=========================================================  ====================================
+**Security**
+checkpoint whose pickle calls ``os.system``: synthesize,   refused in one line; the code never
+export-model, train --resume, evaluate, the segmenter,     runs (no marker file appears)
+the .dlpk raster function
+training checkpoint of the old format (numpy RNG state)    refused in one line
+what train writes (optimisers, torch/numpy/python RNG)     loads with weights_only=True, RNG
+                                                           restored exactly
+**Nothing lost**
+full disk (2 MB tmpfs): synthesize, export-model, a        exit 4, one line with the free
+training checkpoint, demo-data, export-chips               space, nothing left on the disk
+synthesize --overwrite on a full disk over a good output   the good output is unchanged
+demo-data on a full disk, then rerun with space            all four files or none; rerun works
+output == input: export-chips -o LC, -o folder holding     exit 2, one line, every input
+LC; synthesize --preview LC, -o CKPT, -o hard link or      unchanged
+symlink of LC; export-model -o hard link of CKPT;
+train-segmenter -o CHIPS; evaluate -o folder holding
+CKPT; train -o CHIPS (all with --overwrite)
+partial file of a run killed with SIGKILL                  removed by the rerun; a live
+                                                           process's and another output's kept
+**One clear line**
+read-only output folder: synthesize, export-model,         exit 4, one line, before any work
+train-segmenter, demo-data, train
+header opens, body truncated: seam-score; a chip in        one line naming the file
+training
+--model ngf=abc; YAML model: {ngf: x}; YAML syntax error   one line (file, line, column)
+VGG weights that are not a PyTorch file                    one line, no torch advice
+int16 land cover with negative values                      one line with the gdal_edit fix
+demo-data OUT (a file); train -o FILE; train-segmenter     one line
+-o DIR (a folder)
+synthesize with an unknown class value                     hint names --map-unknown, not
+                                                           --classes
+**Bad values refused**
+synthesize --tile-size 0 / -64, --batch-size 0 / -1        refused, no "feather" message
+synthesize --resample on an EPSG:4326 land cover           refused: reproject first
+land cover without CRS                                     a warning
+seam-score: tile larger than the raster; all masked        refused, not ``nan``
+**ArcGIS**
+.dlpk raster function: file name == class name             tests/test_dlpk.py
+**Disk**
+train --keep-checkpoints 2, a checkpoint every step        last 2 step files, latest.pt,
+                                                           generator.pt
+slim generator.pt                                          synthesises exactly like latest.pt
+export-model -o X.pt / X.dlpk --half                       float16 weights, smaller, run float32
+files under umask 022                                      0644, not 0600
+keep_checkpoints=-1                                        refused
+=========================================================  ====================================
 
 Export-chips' own reading (truncated chips, tile sizes, bands, AOI round-off, label nodata)
 is covered by the chip export tests.
@@ -672,3 +684,20 @@ def test_keep_checkpoints_must_not_be_negative():
 
     with pytest.raises(InputError, match="keep_checkpoints=-1"):
         TrainConfig(keep_checkpoints=-1).validate()
+
+
+def test_export_chips_on_a_full_disk(small_disk, tmp_path, run_cli):
+    """Export-chips' folder goes through the same atomic_dir: a full disk is exit 4."""
+    labels = blocky(256, 256)
+    landcover = write_landcover(tmp_path / "lc.tif", labels)
+    imagery = tmp_path / "img.tif"
+    profile = dict(driver="GTiff", width=256, height=256, count=3, dtype="uint8", crs=CRS,
+                   transform=TRANSFORM)
+    with rasterio.open(imagery, "w", **profile) as dst:
+        dst.write(np.random.default_rng(0).integers(0, 255, (3, 256, 256), dtype=np.uint8))
+    fill(small_disk, 100_000)
+    result = run_cli("export-chips", landcover, "--imagery", imagery, "-o",
+                     small_disk / "chips", "--tile-size", "64", "--max-nodata", "1",
+                     "--no-progress")
+    assert_one_line(result, 4, "chips")
+    assert only_filler(small_disk)
