@@ -472,12 +472,14 @@ def _held_out_scenes(plans: Sequence[_ScenePlan], val_scenes, seed: int) -> set[
     held = set()
     for name in names:
         found = [p for p in plans if name in (p.scene.name, p.scene.landcover.name,
+                                              f"{p.scene.name}{p.scene.landcover.suffix}",
                                               str(p.scene.landcover))]
         if not found:
             raise InputError(
                 f"--val-scenes names '{name}', which is no scene with chips (scenes: "
                 f"{', '.join(p.scene.name for p in plans)})",
-                hint="Name scenes by their land-cover file name.")
+                hint="Name scenes as listed: land-cover file names (with their folder where "
+                     "names repeat), comma-separated.")
         held.update(p.number for p in found)
     if len(held) == len(plans):
         raise InputError("--val-scenes holds out every scene: nothing is left to train on",
@@ -996,8 +998,8 @@ def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
                  crs) -> None:
     """chips.gpkg: each chip's footprint, files, scene, split, nodata share and class pixels.
 
-    Footprints are in the scenes' CRS when they share one, else in EPSG:4326; the ``crs``
-    column holds each chip's own (native) CRS.
+    Footprints are in the scenes' CRS when they share one, else in EPSG:4326; the
+    ``native_crs`` column holds each chip's own CRS (that of its scene).
     """
     import geopandas
 
@@ -1012,7 +1014,7 @@ def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
         "scene": [by_number[c.scene].scene.name for c in chips],
         "landcover_source": [str(by_number[c.scene].scene.landcover) for c in chips],
         "imagery_source": [_imagery_paths(by_number[c.scene]) for c in chips],
-        "crs": [crs_names[c.scene] for c in chips],
+        "native_crs": [crs_names[c.scene] for c in chips],
     }
     for value in scheme.values:
         columns[f"px_{value}"] = [int(c.class_pixels.get(value, 0)) for c in chips]

@@ -17,7 +17,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-from rasterio.warp import transform_bounds
+import shapely
+from rasterio.warp import transform as warp_points
 
 from geospade.errors import InputError
 from geospade.raster import open_raster, require_crs
@@ -39,15 +40,13 @@ class Scene:
     Attributes:
         landcover: the land-cover raster; its grid is the chips' grid.
         imagery: the imagery files overlapping it, in input order.
+        name: how messages, chips.gpkg and ``--val-scenes`` name the scene: the land cover's
+            file name without suffix, with as many parent folders as make it unique.
     """
 
     landcover: Path
     imagery: tuple[Path, ...]
-
-    @property
-    def name(self) -> str:
-        """The land cover's file name without its suffix (how ``--val-scenes`` names scenes)."""
-        return self.landcover.stem
+    name: str = ""
 
 
 def expand_inputs(items: str | Path | Sequence[str | Path], what: str) -> list[Path]:
@@ -102,8 +101,14 @@ def pair_scenes(landcovers: Sequence[Path], imagery: Sequence[Path], *,
                 skip_unpaired: bool = False) -> tuple[list[Scene], list[Path]]:
     """Pair every land cover with the imagery files overlapping it.
 
-    Overlap is tested in the land cover's CRS, on the imagery's reprojected bounds; touching
-    edges do not count. Returns the scenes and the land covers left without imagery.
+    Overlap is tested in the land cover's CRS, on the imagery's reprojected outline;
+    touching edges do not count. When one imagery file covers the whole land cover, that
+    file alone is used (if several do: one in the land cover's CRS, then one named like the
+    land cover, e.g. in the same folder or ending in the same tile number, then the first
+    given). Otherwise the overlapping files are mosaicked: those of one CRS, the CRS whose
+    files cover most of the land cover.
+
+    Returns the scenes and the land covers left without imagery.
 
     Raises:
         InputError: a land cover without overlapping imagery (unless ``skip_unpaired``), or no
@@ -113,7 +118,7 @@ def pair_scenes(landcovers: Sequence[Path], imagery: Sequence[Path], *,
     scenes, unpaired = [], []
     for path in landcovers:
         lc = _footprint(path, "land cover")
-        found = tuple(im.path for im in images if _overlap(lc, im))
+        found = _choose_imagery(lc, images)
         if found:
             scenes.append(Scene(path, found))
             continue
@@ -128,24 +133,79 @@ def pair_scenes(landcovers: Sequence[Path], imagery: Sequence[Path], *,
     if not scenes:
         raise InputError(f"none of the {len(landcovers)} land covers overlaps any imagery",
                          path=landcovers[0], hint="Give imagery of the same area.")
-    return scenes, unpaired
+    names = unique_names([s.landcover for s in scenes])
+    return [Scene(s.landcover, s.imagery, n) for s, n in zip(scenes, names, strict=True)], unpaired
 
 
-def _overlap(lc: _Footprint, im: _Footprint) -> bool:
-    """True when the imagery's bounds, in the land cover's CRS, overlap it over an area."""
-    if im.crs == lc.crs:
-        left, bottom, right, top = im.bounds
-    else:
-        try:
-            left, bottom, right, top = transform_bounds(im.crs, lc.crs, *im.bounds,
-                                                        densify_pts=21)
-        except Exception:  # no transformation between the CRSs (e.g. far outside the zone)
-            return False
-        if not np.all(np.isfinite([left, bottom, right, top])):
-            return False
-    lc_left, lc_bottom, lc_right, lc_top = lc.bounds
-    return (min(right, lc_right) > max(left, lc_left)
-            and min(top, lc_top) > max(bottom, lc_bottom))
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """Short distinct names for files: the stem, with parent folders where stems repeat
+    (``a/landcover.tif``, ``b/landcover.tif`` -> ``a/landcover``, ``b/landcover``)."""
+    parts = [p.with_suffix("").parts for p in paths]
+    depth = 1
+    while True:
+        names = ["/".join(q[-depth:]) for q in parts]
+        if len(set(names)) == len(names) or depth >= max(len(q) for q in parts):
+            return names
+        depth += 1
+
+
+def _choose_imagery(lc: _Footprint, images: Sequence[_Footprint]) -> tuple[Path, ...]:
+    """The imagery files a land cover is read with (see :func:`pair_scenes`); () if none."""
+    box = shapely.box(*lc.bounds)
+    overlapping = []
+    for order, im in enumerate(images):
+        outline = _outline_in(im, lc.crs)
+        area = 0.0 if outline is None else shapely.intersection(outline, box).area
+        if area > 1e-9 * box.area:
+            overlapping.append((order, im, outline, area))
+    if not overlapping:
+        return ()
+    whole = [c for c in overlapping if c[3] >= (1 - 1e-6) * box.area]
+    if whole:
+        best = max(whole, key=lambda c: (c[1].crs == lc.crs, _affinity(lc.path, c[1].path),
+                                         -c[0]))
+        return (best[1].path,)
+    groups: dict[str, list] = {}
+    for c in overlapping:
+        groups.setdefault(c[1].crs.to_wkt(), []).append(c)
+
+    def coverage(group: list) -> tuple:
+        covered = shapely.intersection(shapely.union_all([c[2] for c in group]), box).area
+        return (round(covered / box.area, 6), group[0][1].crs == lc.crs, -group[0][0])
+
+    chosen = max(groups.values(), key=coverage)
+    if len(groups) > 1:
+        left_out = [c[1].path.name for g in groups.values() if g is not chosen for c in g]
+        log.info("%s: imagery in another CRS left out of its mosaic: %s", lc.path,
+                 ", ".join(left_out))
+    return tuple(c[1].path for c in chosen)
+
+
+def _outline_in(im: _Footprint, crs) -> shapely.Geometry | None:
+    """The imagery's extent as a polygon in ``crs`` (edges densified); None if unmappable."""
+    box = shapely.box(*im.bounds)
+    if im.crs == crs:
+        return box
+    ring = shapely.segmentize(box, max(im.bounds[2] - im.bounds[0],
+                                       im.bounds[3] - im.bounds[1]) / 32)
+    xs, ys = np.asarray(ring.exterior.coords).T
+    try:
+        xs, ys = warp_points(im.crs, crs, xs, ys)
+    except Exception:  # no transformation between the CRSs
+        return None
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
+        return None
+    return shapely.make_valid(shapely.Polygon(np.column_stack([xs, ys])))
+
+
+def _affinity(landcover: Path, imagery: Path) -> tuple[bool, int]:
+    """How alike two file names are: same folder, then the length of their common ending
+    (``landcover_066278`` and ``imagery_066278`` share ``_066278``)."""
+    a, b = landcover.stem, imagery.stem
+    common = 0
+    while common < min(len(a), len(b)) and a[-1 - common] == b[-1 - common]:
+        common += 1
+    return landcover.parent == imagery.parent, common
 
 
 def _rounded(bounds: Iterable[float]) -> tuple[float, ...]:
