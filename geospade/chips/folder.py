@@ -271,7 +271,11 @@ def read_chip_folders(
     records: list[ChipRecord] = []
     for folder in folders:
         start = max((r.index for r in records), default=-1) + 1
-        records += [dataclasses.replace(r, index=start + r.index - folder.records[0].index)
+        # A folder's own "no class" value stays don't-care in its chips, whatever the
+        # merged scheme's nodata (an ArcGIS folder's 0 beside a geospade folder's 15).
+        own = folder.class_scheme.nodata
+        records += [dataclasses.replace(r, index=start + r.index - folder.records[0].index,
+                                        nodata=own if r.nodata is None else r.nodata)
                     for r in folder.records]
     if len({f.resolution for f in folders}) > 1:
         log.warning("chip folders have different pixel sizes (%s): one model learns them "
