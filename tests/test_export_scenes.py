@@ -233,6 +233,8 @@ def test_inputs_may_be_files_patterns_and_folders(scenes):
     assert found == [a.landcover.resolve(), b.landcover.resolve()]
     folder = expand_inputs(a.imagery.parent, "imagery")
     assert a.imagery.resolve() in folder and a.landcover.resolve() in folder
+    nested = expand_inputs([a.landcover.parent.parent / "**" / "landcover.tif"], "land cover")
+    assert a.landcover.resolve() in nested and b.landcover.resolve() in nested
     with pytest.raises(InputError, match="no land cover file matches"):
         expand_inputs([a.landcover.parent / "nothing*.tif"], "land cover")
 

@@ -71,7 +71,8 @@ def expand_inputs(items: str | Path | Sequence[str | Path], what: str) -> list[P
         elif path.exists():
             found = [path]
         elif glob.has_magic(str(item)):
-            found = sorted(Path(p) for p in glob.glob(str(item)) if Path(p).is_file())
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True)
+                           if Path(p).is_file())
             if not found:
                 raise InputError(f"no {what} file matches the pattern", path=path,
                                  hint="Check the pattern (quote it so the shell leaves it).")
@@ -114,7 +115,7 @@ def pair_scenes(landcovers: Sequence[Path], imagery: Sequence[Path], *,
         InputError: a land cover without overlapping imagery (unless ``skip_unpaired``), or no
             scene at all.
     """
-    images = [_footprint(p, "imagery") for p in imagery]
+    images = _ImageryIndex([_footprint(p, "imagery") for p in imagery])
     scenes, unpaired = [], []
     for path in landcovers:
         lc = _footprint(path, "land cover")
@@ -149,13 +150,36 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
         depth += 1
 
 
-def _choose_imagery(lc: _Footprint, images: Sequence[_Footprint]) -> tuple[Path, ...]:
+class _ImageryIndex:
+    """The imagery outlines in each land-cover CRS met, with a spatial index over them:
+    pairing thousands of patches must not test every land cover against every image."""
+
+    def __init__(self, images: Sequence[_Footprint]):
+        self.images = list(images)
+        self._by_crs: dict[str, tuple[list, shapely.STRtree]] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def near(self, box: shapely.Geometry, crs) -> list[tuple[int, _Footprint, shapely.Geometry]]:
+        """(input order, footprint, outline in ``crs``) of the images whose outline meets
+        ``box``, in input order."""
+        key = crs.to_wkt()
+        if key not in self._by_crs:
+            outlines = [_outline_in(im, crs) for im in self.images]
+            tree = shapely.STRtree([o if o is not None else shapely.Point() for o in outlines])
+            self._by_crs[key] = (outlines, tree)
+        outlines, tree = self._by_crs[key]
+        hits = sorted(int(i) for i in tree.query(box))
+        return [(i, self.images[i], outlines[i]) for i in hits if outlines[i] is not None]
+
+
+def _choose_imagery(lc: _Footprint, images: _ImageryIndex) -> tuple[Path, ...]:
     """The imagery files a land cover is read with (see :func:`pair_scenes`); () if none."""
     box = shapely.box(*lc.bounds)
     overlapping = []
-    for order, im in enumerate(images):
-        outline = _outline_in(im, lc.crs)
-        area = 0.0 if outline is None else shapely.intersection(outline, box).area
+    for order, im, outline in images.near(box, lc.crs):
+        area = shapely.intersection(outline, box).area
         if area > 1e-9 * box.area:
             overlapping.append((order, im, outline, area))
     if not overlapping:
