@@ -355,3 +355,56 @@ def test_val_scenes_and_val_fraction_together_are_an_error(scenes, tmp_path):
     with pytest.raises(InputError, match="not both"):
         export_chips(a.landcover, a.imagery, tmp_path / "o", tile_size=TILE, val_fraction=0.2,
                      val_scenes=1, progress=False)
+
+
+# -- real data: multispectral float imagery, two scenes, through training and synthesis ---------
+
+
+SENTINEL2 = DATA / "sentinel2-slovenia"
+
+
+@pytest.mark.skipif(not (SENTINEL2 / "imagery.tif").exists(),
+                    reason=f"Sentinel-2 sample not found at {SENTINEL2}")
+def test_sentinel2_float_imagery_in_two_scenes_exports_trains_and_synthesises(tmp_path):
+    from geospade.checkpoint import load_checkpoint, read_card
+    from geospade.synthesis import synthesize
+    from geospade.training import TrainConfig, train
+
+    halves = []
+    with rasterio.open(SENTINEL2 / "landcover.tif") as src:
+        for name, rows in (("north", (0, 48)), ("south", (48, src.height))):
+            window = Window(0, rows[0], src.width, rows[1] - rows[0])
+            path = tmp_path / f"landcover_{name}.tif"
+            profile = {**src.profile, "width": window.width, "height": window.height,
+                       "transform": window_transform(window, src.transform)}
+            profile.pop("blockysize", None)
+            with rasterio.open(path, "w", **profile) as dst:
+                dst.write(src.read(window=window))
+            halves.append(path)
+    chips = tmp_path / "chips"
+    result = export_chips(halves, SENTINEL2 / "imagery.tif", chips, tile_size=32,
+                          max_nodata=0.5, progress=False)
+    assert result.num_scenes == 2 and result.num_chips == 6
+    assert set(_index(chips).scene) == {"landcover_north", "landcover_south"}
+    info = json.loads((chips / "geospade_export.json").read_text())["imagery"]
+    assert info["count"] == 13 and info["dtype"] == "float32"
+    assert min(info["low"]) >= 0.0 and max(info["high"]) <= 1.0
+    assert info["band_names"][0] == "B01"
+    with rasterio.open(chips / "images" / "000000000000.tif") as chip:
+        assert (chip.count, chip.dtypes[0]) == (13, "float32")
+    run = tmp_path / "run"
+    train(chips, run, TrainConfig(preset="tiny", steps=2, batch_size=2, device="cpu",
+                                  checkpoint_every=1000, sample_every=1000), progress=False)
+    card = read_card(load_checkpoint(run))
+    assert card.imagery.count == 13 and card.imagery.low == tuple(info["low"])
+    out = tmp_path / "synthetic.tif"
+    synthesize(SENTINEL2 / "landcover.tif", run, out, tile_size=64, halo=8, device="cpu",
+               progress=False)
+    with rasterio.open(out) as dst, rasterio.open(SENTINEL2 / "landcover.tif") as lc:
+        assert (dst.count, dst.dtypes[0]) == (13, "float32")
+        assert dst.transform == lc.transform and dst.crs == lc.crs
+        pixels = dst.read(masked=True)
+        for band in range(13):
+            values = pixels[band].compressed()
+            assert values.min() >= info["low"][band] - 1e-6
+            assert values.max() <= info["high"][band] + 1e-6

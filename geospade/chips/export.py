@@ -212,7 +212,7 @@ def export_chips(
     scenes, _ = scenes_mod.pair_scenes(landcovers, scenes_mod.expand_inputs(imagery, "imagery"),
                                        skip_unpaired=skip_unpaired)
     options = _Options(tile_size, stride, max_nodata, image_format, workers, resolution,
-                       progress, multi=len(scenes) > 1)
+                       progress, num_scenes=len(scenes))
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(**_gdal_options()))
@@ -275,7 +275,7 @@ class _Options:
     workers: int
     resolution: float | None
     progress: ProgressArg
-    multi: bool
+    num_scenes: int
 
 
 @dataclass
@@ -362,7 +362,9 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
 
 
 def _desc(what: str, number: int, scene: scenes_mod.Scene, options: _Options) -> str:
-    return f"scene {number + 1} ({scene.name}): {what}" if options.multi else what
+    if options.num_scenes == 1:
+        return what
+    return f"scene {number + 1}/{options.num_scenes} ({scene.name}): {what}"
 
 
 def _imagery_outline(scene: scenes_mod.Scene, crs) -> shapely.Geometry:
