@@ -243,11 +243,9 @@ def export_chips(
         with atomic_dir(out_dir, overwrite) as tmp:
             (tmp / "images").mkdir()
             (tmp / "labels").mkdir()
-            written: list[_Chip] = []
-            for p in plans:
-                chips = _write_scene(tmp, p, scheme, label_nodata, options)
-                skipped["imagery_nodata"] += len(chips) - sum(c.written for c in chips)
-                written += [c for c in chips if c.written]
+            chips = _write_scenes(tmp, plans, scheme, label_nodata, options)
+            written = [c for c in chips if c.written]
+            skipped["imagery_nodata"] += len(chips) - len(written)
             if not written:
                 raise _nothing_left(num_tiles, skipped, scenes[0].landcover)
             counts = _write_metadata(
@@ -489,20 +487,80 @@ def _held_out_scenes(plans: Sequence[_ScenePlan], val_scenes, seed: int) -> set[
     return held
 
 
-def _write_scene(root: Path, p: _ScenePlan, scheme: ClassScheme, label_nodata: int | None,
-                 options: _Options) -> list[_Chip]:
-    """Pass 2 for one scene: write its chips (numbered from the scene's offset)."""
-    assignment = p.split.assignment()
-    tiles = [t for t in p.plan.tiles if t.index in assignment]
-    if not tiles:
-        return []
-    with _Sources(p.scene.landcover, p.imagery, options.resolution) as sources:
-        lc, view = sources.get()
-        writer = _ChipWriter(root, scheme, options.image_format, lc, view, options.max_nodata,
-                             p.outline, p.plan.partial_imagery, p.plan.class_pixels,
-                             offset=p.offset, label_nodata=label_nodata, scene=p.number)
-        return _write_chips(sources, writer, tiles, options.workers, options.progress,
-                            _desc("export-chips", p.number, p.scene, options))
+def _write_scenes(root: Path, plans: Sequence[_ScenePlan], scheme: ClassScheme,
+                  label_nodata: int | None, options: _Options) -> list[_Chip]:
+    """Pass 2: write every scene's chips (numbered from the scene's offset), in grid order.
+
+    All scenes go through one bounded queue of tasks, so the threads never wait at the end
+    of a scene for the next one to start; a scene's datasets are open only while its tasks
+    run, so open files do not grow with the number of scenes.
+    """
+    jobs = [_SceneJob(p, [t for t in p.plan.tiles if t.index in p.split.assignment()])
+            for p in plans]
+    jobs = [job for job in jobs if job.tiles]
+    total = sum(len(job.tiles) for job in jobs)
+
+    def tasks():
+        for job in jobs:
+            job.open(root, scheme, label_nodata, options)
+            for group in job.groups:
+                yield job, group
+
+    def run(task) -> list[_Chip]:
+        job, group = task
+        return [job.writer(job.sources, job.tiles[i]) for i in group]
+
+    chips: list[_Chip] = []
+    shown = [""]
+    with progress_bar(options.progress, total=total, desc="export-chips", unit="chip") as bar:
+        def take(task_and_result) -> None:
+            (job, group), result = task_and_result
+            if shown[0] != job.desc(options):  # the bar names the scene being written
+                shown[0] = job.desc(options)
+                bar.set_description(shown[0], refresh=False)
+            chips.extend(result)
+            bar.update(len(group))
+            job.remaining -= 1
+            if job.remaining == 0:  # its last task is done: no thread reads it any more
+                job.close()
+
+        try:
+            _ordered_map(lambda task: (task, run(task)), tasks(), options.workers, take)
+        finally:
+            for job in jobs:
+                job.close()
+    return sorted(chips, key=lambda c: c.index)
+
+
+class _SceneJob:
+    """One scene's chips to write, grouped by source block, with its datasets and writer."""
+
+    def __init__(self, plan: _ScenePlan, tiles: list[Tile]):
+        self.plan, self.tiles = plan, tiles
+        self.sources: _Sources | None = None
+        self.writer: _ChipWriter | None = None
+        self.groups: list[list[int]] = []
+        self.remaining = 0
+
+    def desc(self, options: _Options) -> str:
+        return _desc("export-chips", self.plan.number, self.plan.scene, options)
+
+    def open(self, root: Path, scheme: ClassScheme, label_nodata: int | None,
+             options: _Options) -> None:
+        p = self.plan
+        self.sources = _Sources(p.scene.landcover, p.imagery, options.resolution)
+        lc, view = self.sources.get()
+        self.writer = _ChipWriter(root, scheme, options.image_format, lc, view,
+                                  options.max_nodata, p.outline, p.plan.partial_imagery,
+                                  p.plan.class_pixels, offset=p.offset,
+                                  label_nodata=label_nodata, scene=p.number)
+        self.groups = _block_groups(self.tiles, self.sources.block_shape(imagery=True))
+        self.remaining = len(self.groups)
+
+    def close(self) -> None:
+        if self.sources is not None:
+            self.sources.__exit__(None, None, None)
+            self.sources = None
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -678,11 +736,7 @@ def _map_by_block(fn: Callable[[Tile], R], tiles: Sequence[Tile], block: tuple[i
     after the other: the compressed block is decoded once while it sits in GDAL's (bounded)
     block cache, instead of once per thread or again after it was evicted.
     """
-    rows, cols = max(int(block[0]), 1), max(int(block[1]), 1)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, tile in enumerate(tiles):
-        groups.setdefault((tile.row_off // rows, tile.col_off // cols), []).append(i)
-    members = list(groups.values())
+    members = _block_groups(tiles, block)
 
     def run(group: list[int]) -> list[R]:
         return [fn(tiles[i]) for i in group]
@@ -693,6 +747,15 @@ def _map_by_block(fn: Callable[[Tile], R], tiles: Sequence[Tile], block: tuple[i
         for i, outcome in zip(group, outcomes, strict=True):
             results[i] = outcome
     return results
+
+
+def _block_groups(tiles: Sequence[Tile], block: tuple[int, int]) -> list[list[int]]:
+    """Positions in ``tiles`` grouped by the source block holding each tile's corner."""
+    rows, cols = max(int(block[0]), 1), max(int(block[1]), 1)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, tile in enumerate(tiles):
+        groups.setdefault((tile.row_off // rows, tile.col_off // cols), []).append(i)
+    return list(groups.values())
 
 
 def _gdal_options() -> dict:
@@ -880,13 +943,6 @@ def _label_colormap(scheme: ClassScheme, dtype: str) -> dict | None:
         return None
     top = np.iinfo(dtype).max
     return {v: rgba for v, rgba in scheme.colormap().items() if 0 <= v <= top}
-
-
-def _write_chips(sources: _Sources, writer: _ChipWriter, tiles: Sequence[Tile], workers: int,
-                 progress: ProgressArg, desc: str = "export-chips") -> list[_Chip]:
-    with progress_bar(progress, total=len(tiles), desc=desc, unit="chip") as bar:
-        return _map_by_block(lambda t: writer(sources, t), tiles,
-                             sources.block_shape(imagery=True), workers, bar)
 
 
 # -- metadata ----------------------------------------------------------------------------------
