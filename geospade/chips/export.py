@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
 import numpy as np
@@ -294,6 +295,9 @@ class _ScenePlan:
     plan: _Plan
     outline: shapely.Geometry
     scheme: ClassScheme | None
+    lc_meta: SimpleNamespace
+    view_meta: SimpleNamespace
+    write_block: tuple[int, int]
     offset: int = 0
     split: Split | None = None
 
@@ -342,11 +346,16 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
                          source=scene.landcover)
         view = aligned_view(img, lc)
         if view is not img:
-            view.close()
+            stack.callback(view.close)
+        # What pass 2 needs of the datasets, kept so that it opens them only in its threads.
+        lc_meta, view_meta = _meta(lc), _meta(view)
+        # A warped view's blocks are not the file's; the land cover's grid is what it follows.
+        write_block = tuple((lc if isinstance(view, WarpedVRT) else view).block_shapes[0])
         nodata = given.nodata if given is not None else _int_or_none(raw.nodata)
-        outline = _imagery_outline(scene, lc.crs)
+        outline = _imagery_outline(scene, lc.crs, img if len(scene.imagery) == 1 else None)
         with _Sources(scene.landcover, source, options.resolution) as sources:
-            plan = _plan_chips(sources, grid, lc.transform, area=areas.get(lc.crs),
+            plan = _plan_chips(sources, grid, lc.transform, tuple(lc.block_shapes[0]),
+                               area=areas.get(lc.crs),
                                imagery_outline=outline, nodata=nodata,
                                max_nodata=options.max_nodata, workers=options.workers,
                                progress=options.progress,
@@ -356,7 +365,13 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
             scheme = resolve_scheme(None, raw, counts=plan.values)
         return _ScenePlan(number, scene, Path(source), grid, lc.transform, lc.crs, lc.width,
                           lc.height, img.count, img.dtypes[0], _band_names(img), plan,
-                          outline, scheme)
+                          outline, scheme, lc_meta, view_meta, write_block)
+
+
+def _meta(ds) -> SimpleNamespace:
+    """The properties of a dataset that :class:`_ChipWriter` reads, without the handle."""
+    return SimpleNamespace(transform=ds.transform, crs=ds.crs, dtypes=ds.dtypes,
+                           count=ds.count, nodata=ds.nodata, colorinterp=ds.colorinterp)
 
 
 def _desc(what: str, number: int, scene: scenes_mod.Scene, options: _Options) -> str:
@@ -365,8 +380,13 @@ def _desc(what: str, number: int, scene: scenes_mod.Scene, options: _Options) ->
     return f"scene {number + 1}/{options.num_scenes} ({scene.name}): {what}"
 
 
-def _imagery_outline(scene: scenes_mod.Scene, crs) -> shapely.Geometry:
-    """Where the scene's imagery files have pixels, in the land cover's CRS (their union)."""
+def _imagery_outline(scene: scenes_mod.Scene, crs, opened=None) -> shapely.Geometry:
+    """Where the scene's imagery files have pixels, in the land cover's CRS (their union).
+
+    ``opened``: the scene's one imagery file, already open.
+    """
+    if opened is not None:
+        return aoi_mod.raster_outline(opened, crs)
     outlines = []
     for path in scene.imagery:
         with open_raster(path, "imagery") as ds:
@@ -549,12 +569,11 @@ class _SceneJob:
              options: _Options) -> None:
         p = self.plan
         self.sources = _Sources(p.scene.landcover, p.imagery, options.resolution)
-        lc, view = self.sources.get()
-        self.writer = _ChipWriter(root, scheme, options.image_format, lc, view,
+        self.writer = _ChipWriter(root, scheme, options.image_format, p.lc_meta, p.view_meta,
                                   options.max_nodata, p.outline, p.plan.partial_imagery,
                                   p.plan.class_pixels, offset=p.offset,
                                   label_nodata=label_nodata, scene=p.number)
-        self.groups = _block_groups(self.tiles, self.sources.block_shape(imagery=True))
+        self.groups = _block_groups(self.tiles, p.write_block)
         self.remaining = len(self.groups)
 
     def close(self) -> None:
@@ -677,13 +696,6 @@ class _Sources:
                 hint="Copy or download the file again (its header opens but its pixels do "
                      "not).") from None
 
-    def block_shape(self, imagery: bool = False) -> tuple[int, int]:
-        """(rows, cols) of a storage block of the land cover, or of the imagery as read."""
-        lc, view = self.get()
-        # A warped view's blocks are not the file's; the land cover's grid is what it follows.
-        source = view if imagery and not isinstance(view, WarpedVRT) else lc
-        return tuple(source.block_shapes[0])
-
     def __enter__(self) -> _Sources:
         return self
 
@@ -773,7 +785,8 @@ def _gdal_options() -> dict:
 # -- pass 1: which tiles become chips ----------------------------------------------------------
 
 
-def _plan_chips(sources: _Sources, grid: TileGrid, transform, *, area, imagery_outline,
+def _plan_chips(sources: _Sources, grid: TileGrid, transform, block: tuple[int, int], *,
+                area, imagery_outline,
                 nodata: int | None, max_nodata: float, workers: int,
                 progress: ProgressArg, desc: str = "scanning land cover") -> _Plan:
     """Filter the grid by AOI, imagery extent and land-cover nodata; collect class values."""
@@ -805,7 +818,7 @@ def _plan_chips(sources: _Sources, grid: TileGrid, transform, *, area, imagery_o
         return int(valid.size - np.count_nonzero(valid)), _value_counts(data, valid)
 
     with progress_bar(progress, total=len(candidates), desc=desc, unit="tile") as bar:
-        scans = _map_by_block(scan, candidates, sources.block_shape(), workers, bar)
+        scans = _map_by_block(scan, candidates, block, workers, bar)
     for tile, (invalid, counts) in zip(candidates, scans, strict=True):
         values.update(counts)
         if invalid > limit:
