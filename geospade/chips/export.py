@@ -1,5 +1,8 @@
 """Chip export: land cover + imagery -> an ArcGIS Pro Classified_Tiles training folder.
 
+Several land covers (scenes, see :mod:`geospade.chips.scenes`) make one folder: each keeps its
+grid and CRS, chip numbers run on from one scene to the next, and the metadata cover all.
+
 Pass 1 decides from the land cover alone which tiles of the grid become chips (area of
 interest, imagery extent, land-cover nodata, spatial train/val split) and checks every class
 value before anything is written. Pass 2 reads exactly those windows (imagery through a
@@ -160,8 +163,9 @@ def export_chips(
 
     Each land cover is a *scene* (see :mod:`geospade.chips.scenes`): it is paired with the
     imagery files overlapping it (several are read as one mosaic) and keeps its own grid and
-    CRS. Scenes are planned, then written, one at a time, so memory does not grow with their
-    number. All scenes share one class scheme and one band layout.
+    CRS. Scenes are planned one at a time, then their chips written through one bounded
+    pipeline, each scene's datasets open only while its chips are read, so memory does not
+    grow with their number. All scenes share one class scheme and one band layout.
 
     Args:
         landcover: classified (integer, single band) raster(s): files, glob patterns or
