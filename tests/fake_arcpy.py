@@ -43,6 +43,9 @@ class Parameter:
     def valueAsText(self) -> str | None:
         if self.value is None:
             return None
+        if self.kwargs.get("multiValue") and isinstance(self.value, (list, tuple)):
+            # ArcGIS joins the items with ";" and quotes those holding spaces.
+            return ";".join(f"'{v}'" if " " in str(v) else str(v) for v in self.value)
         if isinstance(self.value, bool):
             return "true" if self.value else "false"
         return str(self.value)

@@ -145,6 +145,7 @@ TOOL_ONLY = {"out_checkpoint"}
 CLI_ONLY = {
     "progress", "quiet",  # the progressor replaces the terminal's progress bar
     "style_image",  # current models take their style from the seed; the CLI only errors
+    "val_scenes", "resolution", "skip_unpaired",  # multi-scene export: the tool does one scene
 }
 
 
@@ -367,6 +368,30 @@ def test_train_calls_train_with_resolved_config(pyt, arcpy, monkeypatch, tmp_pat
     assert str(seen["chips_dir"]) == str(chips)
     assert params["out_checkpoint"].value == str(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert any("checkpoint:" in m for m in messages.of("message"))
+
+
+def test_train_tool_takes_several_chip_folders(pyt, arcpy, monkeypatch, tmp_path):
+    import geospade.training as training
+
+    seen = {}
+
+    def fake_train(chips_dir, run_dir, config, **kwargs):
+        seen.update(chips_dir=chips_dir)
+        return tmp_path / "run" / "checkpoints" / "latest.pt"
+
+    monkeypatch.setattr(training, "train", fake_train)
+    folders = [tmp_path / "chips a", tmp_path / "chips_b"]  # ArcGIS quotes the one with a space
+    for folder in folders:
+        (folder / "images").mkdir(parents=True)
+    assert pyt.TrainSPADEModel().getParameterInfo()[0].kwargs == {"multiValue": True}
+    params, messages = run(pyt.TrainSPADEModel(), arcpy, chips_dir=[str(f) for f in folders],
+                           run_dir=str(tmp_path / "run"), steps=1, device="cpu")
+    assert [str(p) for p in seen["chips_dir"]] == [str(f) for f in folders]
+    assert any("2 chip folders" in m for m in messages.of("message"))
+    (tmp_path / "plain").mkdir()
+    params = validate(pyt.TrainSPADEModel(), chips_dir=[str(folders[0]), str(tmp_path / "plain")],
+                      run_dir=str(tmp_path / "run2"))
+    assert params["chips_dir"].hasError() and "plain" in params["chips_dir"].message
 
 
 def test_synthesize_calls_synthesize_with_the_cli_arguments(pyt, arcpy, monkeypatch, tmp_path):

@@ -60,6 +60,7 @@ class ParamSpec:
         bounds: a range filter (low, high).
         extensions: a file filter (extensions without the dot).
         category: the dialog section the parameter is shown in (None: the main one).
+        multi_value: the parameter takes a list of values (its value is a list of texts).
     """
 
     name: str
@@ -72,6 +73,7 @@ class ParamSpec:
     bounds: tuple[float, float] | None = None
     extensions: tuple[str, ...] | None = None
     category: str | None = None
+    multi_value: bool = False
 
     @property
     def base_type(self) -> str:
@@ -109,7 +111,7 @@ TRAIN_OPTIONS = ("preset", "steps", "epochs", "batch_size", "device", "seed", "a
                  "map_unknown", "workers")
 
 TRAIN_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("chips_dir", "Input Chip Folder", "DEFolder"),
+    ParamSpec("chips_dir", "Input Chip Folders", "DEFolder", multi_value=True),
     ParamSpec("run_dir", "Output Run Folder", "DEFolder", direction="Output"),
     _opt("preset", "Model Preset", "GPString", "cpu", choices=PRESETS),
     _opt("steps", "Training Steps", "GPLong"),
@@ -156,10 +158,11 @@ def build_parameters(specs: Sequence[ParamSpec], arc) -> list:
     """arcpy.Parameter objects for ``specs`` (``arc`` is the arcpy module)."""
     params = []
     for spec in specs:
+        extra = {"multiValue": True} if spec.multi_value else {}
         param = arc.Parameter(displayName=spec.label, name=spec.name,
                               datatype=list(spec.datatype) if isinstance(spec.datatype, tuple)
                               else spec.datatype,
-                              parameterType=spec.kind, direction=spec.direction)
+                              parameterType=spec.kind, direction=spec.direction, **extra)
         if spec.choices is not None:
             param.filter.type = "ValueList"
             param.filter.list = list(spec.choices)
@@ -192,6 +195,8 @@ def parameter_value(spec: ParamSpec, param) -> Any:
         return text is not None and text.strip().lower() == "true"
     if text is None or text.strip() == "":
         return None
+    if spec.multi_value:
+        return split_multi_value(text)
     try:
         if spec.base_type == "GPLong":
             return value if isinstance(value, int) and not isinstance(value, bool) else int(text)
@@ -203,6 +208,14 @@ def parameter_value(spec: ParamSpec, param) -> Any:
         raise InputError(f"{spec.label}: '{text}' is not a number",
                          hint="Enter a number.") from None
     return text
+
+
+def split_multi_value(text: str) -> list[str]:
+    """The items of a multivalue parameter's text: ``a;'b c';d`` (ArcGIS quotes items with
+    spaces) -> ``["a", "b c", "d"]``."""
+    items = [item.strip() for item in text.split(";")]
+    return [item[1:-1] if len(item) > 1 and item[0] == item[-1] == "'" else item
+            for item in items if item]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,10 +309,11 @@ def validate_export(values: Mapping[str, Any], overwrite_env: bool = False) -> l
 def validate_train(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
     """Messages for the Train SPADE Model dialog."""
     messages: list[Message] = []
-    chips = values.get("chips_dir")
-    if chips and Path(chips).is_dir() and not (Path(chips) / "images").is_dir():
-        messages.append(Message("chips_dir", "error", f"{chips} is not a chip folder: it has no "
-                                "images subfolder. Export chips first."))
+    for chips in _as_list(values.get("chips_dir")):
+        if Path(chips).is_dir() and not (Path(chips) / "images").is_dir():
+            messages.append(Message("chips_dir", "error", f"{chips} is not a chip folder: it "
+                                    "has no images subfolder. Export chips first."))
+            break
     messages += _check_train_options(values)
     resume, overwrite = bool(values.get("resume")), bool(values.get("overwrite"))
     if resume and overwrite:
@@ -567,11 +581,21 @@ def run_train(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     from geospade.training import train
 
     config = train_config(values)
-    latest = train(values["chips_dir"], values["run_dir"], config,
+    folders = _as_list(values["chips_dir"])
+    if len(folders) > 1:
+        reporter.message(f"training on {len(folders)} chip folders: {'; '.join(folders)}")
+    latest = train(folders[0] if len(folders) == 1 else folders, values["run_dir"], config,
                    resume=bool(values.get("resume")), overwrite=reporter.overwrite(values),
                    progress=reporter.progress)
     reporter.message(f"checkpoint: {latest}")
     return {"out_checkpoint": str(latest)}
+
+
+def _as_list(value) -> list[str]:
+    """A multivalue parameter's items (a single text counts as one item)."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
 def preview_path(output: str | Path) -> Path:

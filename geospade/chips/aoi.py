@@ -64,9 +64,20 @@ def read_aoi(path: str | Path, crs) -> shapely.Geometry:
     return shapely.union_all(shapely.make_valid(projected.values))
 
 
-def inside(aoi: shapely.Geometry, shapes: np.ndarray) -> np.ndarray:
-    """Boolean array: which of ``shapes`` the AOI covers entirely."""
+def inside(aoi: shapely.Geometry, shapes: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Boolean array: which of ``shapes`` the AOI covers entirely.
+
+    Args:
+        aoi: the area of interest.
+        shapes: the chips' footprints.
+        tolerance: how far (map units) a footprint may reach past the AOI and still count as
+            inside: an AOI drawn along chip borders in another CRS comes back from the
+            reprojection a hair inside them.
+    """
     shapely.prepare(aoi)
+    if tolerance > 0:
+        # Shrinking the (square) footprints is exact and cheaper than growing the AOI.
+        shapes = shapely.buffer(shapes, -tolerance, join_style="mitre")
     return shapely.covers(aoi, shapes)
 
 

@@ -10,13 +10,14 @@ chosen from (seed, epoch, index) so a resumed run sees exactly the same chips.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geospade.chips.folder import ChipFolder, ChipRecord, read_chip_folder
+from geospade.chips.folder import ChipFolder, ChipRecord, read_chip_folders
 from geospade.classes import ClassScheme, resolve_scheme
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
@@ -40,7 +41,7 @@ def dihedral(array: np.ndarray, k: int) -> np.ndarray:
 
 
 class ChipDataset(Dataset):
-    """Label and image chips of one split of a chip folder.
+    """Label and image chips of one split of a chip folder (or of several, merged).
 
     Items are dicts: ``"label"`` LongTensor (H, W) of model indices (nodata and pixels masked by
     the label chip's nodata tag -> ``class_scheme.ignore_index``), ``"image"`` FloatTensor
@@ -52,7 +53,9 @@ class ChipDataset(Dataset):
     before the workers start (each worker holds its own copy of the dataset).
 
     Args:
-        source: a chip folder path or an already read :class:`ChipFolder`.
+        source: a chip folder path, several (merged by
+            :func:`~geospade.chips.folder.read_chip_folders`), or an already read
+            :class:`ChipFolder`.
         split: ``"train"``, ``"val"`` or ``"all"`` (see :func:`read_chip_folder` for how
             folders without a split are split).
         augment: apply a random flip/90-degree rotation, the same to label and image.
@@ -68,7 +71,7 @@ class ChipDataset(Dataset):
 
     def __init__(
         self,
-        source: ChipFolder | str | Path,
+        source: ChipFolder | str | Path | Sequence[str | Path],
         split: str = "train",
         augment: bool = False,
         class_scheme: ClassScheme | str | Path | None = None,
@@ -76,7 +79,8 @@ class ChipDataset(Dataset):
         seed: int = 0,
         map_unknown: int | None = None,
     ):
-        self.folder = source if isinstance(source, ChipFolder) else read_chip_folder(source)
+        self.folder = (source if isinstance(source, ChipFolder)
+                       else read_chip_folders(source, classes=class_scheme))
         self.split = split
         self.records: list[ChipRecord] = self.folder.select(split)
         self.class_scheme = (self.folder.class_scheme if class_scheme is None
@@ -123,8 +127,8 @@ class ChipDataset(Dataset):
         """Model indices (H, W) int64 and scaled imagery (bands, H, W) float32 of one chip pair.
 
         Raises:
-            InputError: image and label sizes differ, or the image's band count is not the
-                imagery's.
+            InputError: a chip that cannot be read (truncated or damaged), image and label
+                sizes differ, or the image's band count is not the imagery's.
             ClassSchemeError: label values that are neither classes nor nodata.
         """
         with warnings.catch_warnings():
@@ -157,9 +161,13 @@ class ChipDataset(Dataset):
                 hint="Export all chips of a folder with the same tile size.")
         valid = None
         scheme = self.class_scheme
-        if (nodata is not None and np.isfinite(nodata) and nodata == int(nodata)
-                and int(nodata) not in scheme.values):
-            valid = raw != int(nodata)
+        # Don't-care: the chip's nodata tag, and the exporter's "no class" value (0 as ArcGIS
+        # writes it) when neither is a class.
+        for value in (nodata, record.nodata):
+            if (value is not None and np.isfinite(value) and value == int(value)
+                    and int(value) not in scheme.values):
+                valid = raw != int(value) if valid is None else valid & (raw != int(value))
         labels = scheme.encode(raw, valid=valid, map_unknown=self.map_unknown,
                                source=record.label)
         return labels, self.imagery.to_model(pixels).astype(np.float32, copy=False)
+

@@ -9,7 +9,9 @@ range, the chip size and the georeference. Everything comes from the folder's ow
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import re
 import sqlite3
@@ -31,11 +33,14 @@ from geospade.chips.esri import (
     read_emd,
     read_map_txt,
 )
-from geospade.classes import ClassScheme, scheme_from_raster
+from geospade.chips.merge import merge_schemes
+from geospade.classes import ClassScheme, resolve_scheme, scheme_from_raster
 from geospade.errors import ClassSchemeError, InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import open_raster, read_world_file
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "all")
 CHIP_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".mrf")
@@ -59,12 +64,16 @@ class ChipRecord:
         split: ``"train"`` or ``"val"``; ``"buffer"`` only for ArcGIS folders with overlapping
             chips: a chip that overlaps a validation chip, kept out of both splits (used only
             by ``split="all"``) so validation never sees pixels trained on.
+        nodata: label value meaning "no class" written by the exporter (0, ArcGIS's NoData,
+            in geospade exports that allow nodata), read as don't-care; None when the folder
+            does not say.
     """
 
     index: int
     image: Path
     label: Path
     split: str = "train"
+    nodata: int | None = None
 
 
 @dataclass
@@ -82,7 +91,9 @@ class ChipFolder:
         crs_units: linear unit of that CRS (e.g. ``"metre"``), or None.
         source: ``"geospade"`` (geospade's own metadata found) or ``"arcgis"``.
         split_method: how the train/val split was decided: ``"geospade"`` (chips.gpkg),
-            ``"spatial"`` (blocks of neighbouring chips held out) or ``"index"`` (the last chips).
+            ``"spatial"`` (blocks of neighbouring chips held out) or ``"index"`` (the last chips);
+            ``"mixed"`` for folders merged by :func:`read_chip_folders` that differ.
+        roots: every folder the chips come from (just ``root`` for one folder).
     """
 
     root: Path
@@ -96,6 +107,11 @@ class ChipFolder:
     source: str = "arcgis"
     split_method: str = "index"
     metadata: dict = field(default_factory=dict, repr=False)
+    roots: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.roots:
+            self.roots = (self.root,)
 
     def select(self, split: str) -> list[ChipRecord]:
         """The records of one split (``"train"``, ``"val"`` or ``"all"``).
@@ -201,6 +217,9 @@ def read_chip_folder(
     split_method = "geospade"
     if any(s is None for s in splits):
         records, split_method = _hold_out(records, tile_size, val_fraction, block_size, seed)
+    label_nodata = _int_nodata(export_info.get("label_nodata"))
+    if label_nodata is not None and label_nodata not in scheme.values:
+        records = [dataclasses.replace(r, nodata=label_nodata) for r in records]
 
     return ChipFolder(
         root=root, records=records, class_scheme=scheme, imagery=imagery, tile_size=tile_size,
@@ -209,6 +228,92 @@ def read_chip_folder(
         split_method=split_method,
         metadata={"geospade_export": export_info, "esri_stats": stats, "esri_emd": emd},
     )
+
+
+def read_chip_folders(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    classes: ClassScheme | str | Path | None = None,
+    val_fraction: float = 0.1,
+    block_size: int = 4,
+    seed: int = 0,
+    progress: ProgressArg = True,
+) -> ChipFolder:
+    """Read one chip folder, or several merged into one (as arcgis.learn's ``prepare_data``).
+
+    Each folder is read by :func:`read_chip_folder` (keyword arguments as there). Merged:
+    the chips of all folders in order (numbered on from one folder to the next), one class
+    scheme reconciled by value (:func:`~geospade.chips.merge.merge_schemes`; ``classes``
+    replaces it), the imagery value range covering every folder's, the CRS and resolution
+    when the folders share them (a warning when resolutions differ).
+
+    Raises:
+        InputError: a folder that is no chip folder; folders whose chip sizes, band counts or
+            data types differ.
+        ClassSchemeError: two folders give one class value different names (without
+            ``classes``).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    folders = [read_chip_folder(p, val_fraction=val_fraction, block_size=block_size,
+                                seed=seed, progress=progress) for p in paths]
+    if not folders:
+        raise InputError("no chip folder given", hint="Give at least one chip folder.")
+    if len(folders) == 1:
+        return folders[0]
+    first = folders[0]
+    for folder in folders[1:]:
+        _check_compatible(first, folder)
+    scheme = (resolve_scheme(classes) if classes is not None else merge_schemes(
+        [(f.root, f.class_scheme) for f in folders],
+        hint="Train them with one scheme (--classes scheme.json), or fix the folders' class "
+             "names."))
+    records: list[ChipRecord] = []
+    for folder in folders:
+        start = max((r.index for r in records), default=-1) + 1
+        # A folder's own "no class" value stays don't-care in its chips, whatever the
+        # merged scheme's nodata (an ArcGIS folder's 0 beside a geospade folder's 15).
+        own = folder.class_scheme.nodata
+        records += [dataclasses.replace(r, index=start + r.index - folder.records[0].index,
+                                        nodata=own if r.nodata is None else r.nodata)
+                    for r in folder.records]
+    if len({f.resolution for f in folders}) > 1:
+        log.warning("chip folders have different pixel sizes (%s): one model learns them "
+                    "as one", ", ".join(f"{f.root}: {f.resolution}" for f in folders))
+    return ChipFolder(
+        root=first.root, records=records, class_scheme=scheme,
+        imagery=_combined_imagery([f.imagery for f in folders]), tile_size=first.tile_size,
+        resolution=first.resolution,
+        crs_wkt=first.crs_wkt if len({f.crs_wkt for f in folders}) == 1 else None,
+        crs_units=first.crs_units if len({f.crs_units for f in folders}) == 1 else None,
+        source=first.source if len({f.source for f in folders}) == 1 else "mixed",
+        split_method=(first.split_method if len({f.split_method for f in folders}) == 1
+                      else "mixed"),
+        metadata={"folders": [f.metadata for f in folders]},
+        roots=tuple(f.root for f in folders))
+
+
+def _check_compatible(first: ChipFolder, other: ChipFolder) -> None:
+    """InputError unless two folders have chips of one size and band layout."""
+    what = None
+    if other.tile_size != first.tile_size:
+        what = f"chips of {other.tile_size} px but {first.root} has {first.tile_size} px"
+    elif (other.imagery.count, other.imagery.dtype) != (first.imagery.count,
+                                                         first.imagery.dtype):
+        what = (f"{other.imagery.count} band(s) of {other.imagery.dtype} but {first.root} has "
+                f"{first.imagery.count} of {first.imagery.dtype}")
+    if what:
+        raise InputError(f"chip folder has {what}", path=other.root,
+                         hint="Train together only chips of one size from imagery of one band "
+                              "layout (export them with the same --tile-size).")
+
+
+def _combined_imagery(infos: Sequence[ImageryInfo]) -> ImageryInfo:
+    """One value range for imagery of several folders: the lowest low, the highest high."""
+    first = infos[0]
+    low = tuple(min(vals) for vals in zip(*(i.low for i in infos), strict=True))
+    high = tuple(max(vals) for vals in zip(*(i.high for i in infos), strict=True))
+    return ImageryInfo(first.count, first.dtype, low, high, first.band_names)
 
 
 # -- listing the chip pairs -------------------------------------------------------------------
@@ -309,7 +414,7 @@ def _distinct_indices(records: list[ChipRecord]) -> list[ChipRecord]:
     """The records, renumbered in order when their names do not give distinct numbers."""
     if len({r.index for r in records}) == len(records):
         return records
-    return [ChipRecord(n, r.image, r.label, r.split) for n, r in enumerate(records)]
+    return [dataclasses.replace(r, index=n) for n, r in enumerate(records)]
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -494,7 +599,7 @@ def _hold_out(records: list[ChipRecord], tile_size: int, val_fraction: float, bl
 
 
 def _with_split(record: ChipRecord, split: str) -> ChipRecord:
-    return ChipRecord(record.index, record.image, record.label, split)
+    return dataclasses.replace(record, split=split)
 
 
 def spatial_hold_out(corners: np.ndarray, size: tuple[float, float], val_fraction: float,

@@ -1,9 +1,11 @@
-"""Tile a land-cover raster and its imagery into training chips (ArcGIS Pro Classified_Tiles).
+"""Tile land-cover rasters and their imagery into training chips (ArcGIS Pro Classified_Tiles).
 
 Writes images/ and labels/ GeoTIFF (or PNG) chips with world files, map.txt, stats.txt,
 esri_accumulated_stats.json and esri_model_definition.emd as ArcGIS Pro does, plus
 chips.gpkg (a tile index), class_scheme.json and geospade_export.json. Imagery on another
 grid is resampled bilinearly onto the land cover's grid; labels are never resampled.
+Several land covers (files, globs, folders) make one folder: each is paired with the imagery
+files that overlap it (several read as one mosaic) and keeps its own grid and CRS.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ def _fraction(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade export-chips``."""
-    parser.add_argument("landcover", type=Path, help="classified land-cover raster (integer)")
-    parser.add_argument("--imagery", type=Path, required=True,
-                        help="imagery of the same area (any CRS, resolution and alignment)")
+    parser.add_argument("landcover", type=Path, nargs="+", metavar="LANDCOVER",
+                        help="classified land-cover raster(s) (integer, one band): files, "
+                             "quoted glob patterns or folders; each is one scene")
+    parser.add_argument("--imagery", type=Path, nargs="+", required=True, metavar="IMAGERY",
+                        help="imagery of the same areas (any CRS, resolution and alignment): "
+                             "files, quoted glob patterns or folders; each land cover gets the "
+                             "files overlapping it")
     parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True,
                         help="chip folder to create")
     parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels")
@@ -42,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of chips held out for validation, by spatial blocks")
     parser.add_argument("--val-block", type=int, default=None,
                         help="side of the validation blocks in pixels (None: about 4 tiles)")
+    parser.add_argument("--val-scenes", default=None, metavar="N|NAMES",
+                        help="hold out whole scenes for validation instead: a number of scenes "
+                             "(chosen by --seed) or comma-separated land-cover file names")
+    parser.add_argument("--resolution", type=float, default=None,
+                        help="resample every scene to this pixel size (CRS units): imagery "
+                             "bilinearly, land cover by nearest neighbour (None: as they are)")
+    parser.add_argument("--skip-unpaired", action="store_true",
+                        help="leave out land covers that no imagery overlaps (default: error)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--format", dest="image_format", choices=("tif", "png"), default="tif",
                         help="chip format (PNG holds at most 3 bands)")
@@ -63,12 +77,14 @@ def run(args: argparse.Namespace) -> int:
     result = export_chips(
         args.landcover, args.imagery, args.out_dir, tile_size=args.tile_size,
         stride=args.stride, max_nodata=args.max_nodata, aoi=args.aoi, classes=args.classes,
-        val_fraction=args.val_fraction, val_block=args.val_block, seed=args.seed,
+        val_fraction=args.val_fraction, val_block=args.val_block, val_scenes=args.val_scenes,
+        resolution=args.resolution, skip_unpaired=args.skip_unpaired, seed=args.seed,
         image_format=args.image_format, workers=args.workers, overwrite=args.overwrite,
         progress=args.progress,
     )
     skipped = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in result.skipped.items() if n)
+    scenes = f" in {result.num_scenes} scenes" if result.num_scenes > 1 else ""
     print(f"{result.num_chips} chips ({result.num_train} train, {result.num_val} val) of "
-          f"{result.num_tiles} tiles written to {result.out_dir} in {result.seconds:.1f} s"
+          f"{result.num_tiles} tiles{scenes} written to {result.out_dir} in {result.seconds:.1f} s"
           + (f"; skipped: {skipped}" if skipped else ""))
     return 0

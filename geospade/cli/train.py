@@ -1,6 +1,7 @@
-"""Train a SPADE generator on a chip folder (geospade export or ArcGIS Pro Classified_Tiles).
+"""Train a SPADE generator on chip folders (geospade export or ArcGIS Pro Classified_Tiles).
 
-Classes, bands and value ranges are read from the chips' metadata. RUN_DIR receives
+Classes, bands and value ranges are read from the chips' metadata; several folders are merged
+into one training set (classes reconciled by value, value ranges combined). RUN_DIR receives
 config.yaml (the resolved options), checkpoints/latest.pt and checkpoints/step_NNNNNN.pt,
 metrics.jsonl and samples/step_NNNNNN.png (label colours | real | generated). Options come
 from --config FILE.yaml (keys as the flags, with underscores), then the flags given.
@@ -23,8 +24,9 @@ from geospade.training.config import TrainConfig, field_kind
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``geospade train``: the run, then one per :class:`TrainConfig` option."""
-    parser.add_argument("chips_dir", metavar="CHIPS_DIR", type=Path,
-                        help="chip folder written by geospade export-chips or ArcGIS Pro")
+    parser.add_argument("chips_dir", metavar="CHIPS_DIR", type=Path, nargs="+",
+                        help="chip folder(s) written by geospade export-chips or ArcGIS Pro "
+                             "(Classified_Tiles); several are trained on as one set")
     parser.add_argument("-o", "--output", dest="run_dir", metavar="RUN_DIR", type=Path,
                         required=True, help="run folder for checkpoints, samples and metrics")
     parser.add_argument("--config", type=Path, metavar="FILE.yaml",

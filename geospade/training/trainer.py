@@ -16,7 +16,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -58,7 +58,7 @@ log_message = logging.getLogger(__name__)
 
 
 def train(
-    chips_dir: str | Path,
+    chips_dir: str | Path | Sequence[str | Path],
     run_dir: str | Path,
     config: TrainConfig | None = None,
     *,
@@ -67,13 +67,16 @@ def train(
     progress: ProgressArg = True,
     callback: StepCallback | None = None,
 ) -> Path:
-    """Train a SPADE generator on a chip folder; returns the path of the latest checkpoint.
+    """Train a SPADE generator on chip folders; returns the path of the latest checkpoint.
 
-    Class scheme, band count and value ranges come from the chip folder's metadata. Under
+    Class scheme, band count and value ranges come from the chip folders' metadata. Under
     ``torchrun`` every process calls this function; only rank 0 writes files.
 
     Args:
-        chips_dir: a geospade or ArcGIS Pro Classified_Tiles chip folder.
+        chips_dir: a geospade or ArcGIS Pro Classified_Tiles chip folder, or several: merged
+            into one dataset, class schemes reconciled by value (``config.classes``
+            overrides), value ranges combined (see
+            :func:`~geospade.chips.folder.read_chip_folders`).
         run_dir: where config.yaml, checkpoints/, samples/ and metrics go.
         config: training options; None = defaults, or the run's own options with ``resume``.
         resume: continue from ``run_dir/checkpoints/latest.pt`` (bit for bit on the same
@@ -99,13 +102,15 @@ def train(
     check_run_inputs(Path(chips_dir), run_dir, config)
     process = distributed.start((config or TrainConfig()).device)
     try:
-        return _train(Path(chips_dir), run_dir, config, resume, overwrite, progress, callback,
+        folders = ([Path(chips_dir)] if isinstance(chips_dir, (str, Path))
+                   else [Path(p) for p in chips_dir])
+        return _train(folders, run_dir, config, resume, overwrite, progress, callback,
                       process)
     finally:
         distributed.stop(process)
 
 
-def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: bool,
+def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, resume: bool,
            overwrite: bool, progress: ProgressArg, callback: StepCallback | None,
            process: Process) -> Path:
     # ---- where we start from: a fresh run folder or the latest checkpoint -------------------
@@ -119,7 +124,8 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
     device = process.device
 
     # ---- data: the class scheme and imagery scaling come from the chips' metadata ----------
-    train_set = ChipDataset(chips_dir, "train", augment=config.augment, seed=config.seed,
+    chips_dir = chips_dirs[0]  # named in messages about the chips as a whole
+    train_set = ChipDataset(chips_dirs if len(chips_dirs) > 1 else chips_dir, "train", augment=config.augment, seed=config.seed,
                             class_scheme=config.classes, map_unknown=config.map_unknown)
     folder, scheme, imagery = train_set.folder, train_set.class_scheme, train_set.imagery
     steps_per_epoch = count_steps_per_epoch(len(train_set), config.batch_size,
@@ -142,7 +148,9 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
     card = ModelCard(model_config=mcfg.to_dict(), class_scheme=scheme, imagery=imagery,
                      chip_size=folder.tile_size, resolution=folder.resolution,
                      crs_wkt=folder.crs_wkt, crs_units=folder.crs_units,
-                     extra={"chips_dir": str(chips_dir.resolve()), "device": str(device),
+                     extra={"chips_dir": str(chips_dir.resolve()),
+                            "chips_dirs": [str(p.resolve()) for p in chips_dirs],
+                            "device": str(device),
                             "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
                             "world_size": process.world_size})
 
