@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "files overlapping it")
     parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True,
                         help="chip folder to create")
-    parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels")
+    parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels (a multiple of 8; 32 suits every model preset)")
     parser.add_argument("--stride", type=int, default=None,
                         help="step between chips in pixels (None: the tile size)")
     parser.add_argument("--max-nodata", type=_fraction, default=0.0,
