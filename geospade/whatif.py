@@ -45,7 +45,7 @@ from geospade.raster import (
     same_grid,
 )
 from geospade.synthesis.model import LoadedModel
-from geospade.synthesis.plan import default_halo
+from geospade.synthesis.plan import DEFAULT_TILE_SIZE, default_halo
 from geospade.synthesis.seams import SeamStats
 from geospade.synthesis.synthesize import load_model, synthesize_array
 
@@ -628,7 +628,8 @@ def _run(view, img, lc, model: LoadedModel, out: Path, lc_out: Path, *, changes,
             try:
                 for region in regions:
                     gain, offset, seam = _synthesise_region(region, img, dst, model, band,
-                                                            ring, match, seed, batch_size)
+                                                            ring, match, seed, batch_size,
+                                                            progress)
                     result.seam = result.seam + seam
                     result.changed_masks.append((region.window, region.changed))
                     dst_lc.write(region.labels.astype(dst_lc.dtypes[0]), 1,
@@ -667,8 +668,17 @@ def _edit_regions(windows: Sequence[Window], view, edits, transform, scheme: Cla
     return regions
 
 
+def region_tile_size(window: Window, model: LoadedModel) -> int:
+    """Tiles (at most 512 px) that cover the region with the least padding: the tile grid
+    pads its last row and column to whole tiles, which a region's own size rarely fills."""
+    factor = model.downsampling_factor
+    side = int(max(window.width, window.height))
+    count = -(-side // DEFAULT_TILE_SIZE)
+    return -(-side // count // factor) * factor if side > factor else factor
+
+
 def _synthesise_region(region: _Region, img, dst, model: LoadedModel, band: int, ring: int,
-                       match: bool, seed: int, batch_size: int
+                       match: bool, seed: int, batch_size: int, progress: ProgressArg
                        ) -> tuple[np.ndarray, np.ndarray, SeamStats]:
     """Synthesise one region, match it, blend it into the real pixels and write it.
 
@@ -676,7 +686,8 @@ def _synthesise_region(region: _Region, img, dst, model: LoadedModel, band: int,
     window = region.window
     labels = np.ma.masked_array(region.labels, mask=~region.valid)
     synth = synthesize_array(labels, window_transform(window, img.transform), model,
-                             crs=img.crs, seed=seed, batch_size=batch_size, progress=False)
+                             crs=img.crs, tile_size=region_tile_size(window, model), seed=seed,
+                             batch_size=batch_size, progress=progress)
     real = img.read(window=window)
     real_valid = img.dataset_mask(window=window) > 0
     dist = distance_from(region.changed, band + ring)
