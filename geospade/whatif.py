@@ -95,6 +95,14 @@ class WhatIfResult:
     changed_masks: list[tuple[Window, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
+    def extent(self) -> Window:
+        """The bounding window of every region synthesised."""
+        window = self.regions[0]
+        for other in self.regions[1:]:
+            window = _union(window, other)
+        return window
+
+    @property
     def seam_score(self) -> float:
         """Mean |difference| across the band's outer edge over the same between real pixels
         around the change (1.0 = the edge cannot be told from the real imagery)."""
@@ -545,6 +553,10 @@ def what_if(
         raise InputError("give either polygon changes or an edited land cover (not both)",
                          hint="Pass --changes PLAN --class-field FIELD, or --edited-landcover "
                               "EDITED.tif.")
+    if edited_landcover is not None and class_field is not None:
+        raise InputError(f"--class-field {class_field} applies to polygon changes, not to an "
+                         "edited land cover", path=edited_landcover,
+                         hint="Drop --class-field: the edited raster holds the classes.")
     out = check_output(out, overwrite)
     lc_out = check_output(landcover_output_path(out), overwrite)
     if preview is not None:
@@ -761,9 +773,7 @@ def write_landcover_copy(view, landcover, dst: Path) -> None:
 
 def _view_window(result: WhatIfResult, width: int, height: int) -> Window:
     """The part of the raster the preview shows: the regions, at least PREVIEW_MIN_VIEW a side."""
-    view = result.regions[0]
-    for window in result.regions[1:]:
-        view = _union(view, window)
+    view = result.extent
     grow = max(0, (PREVIEW_MIN_VIEW - min(view.width, view.height)) // 2)
     return _grow(view, grow, width, height)
 

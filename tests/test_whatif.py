@@ -317,6 +317,8 @@ def test_imagery_bands_the_model_was_not_trained_on(scene, colour_model, tmp_pat
 def test_other_bad_arguments(scene, colour_model, tmp_path):
     with pytest.raises(InputError, match="either polygon changes or an edited land cover"):
         run_bad(scene, colour_model, tmp_path, edited_landcover=scene["landcover"])
+    with pytest.raises(InputError, match="applies to polygon changes"):
+        run_bad(scene, colour_model, tmp_path, changes=None, edited_landcover=scene["landcover"])
     with pytest.raises(InputError, match="no field 'kind'"):
         run_bad(scene, colour_model, tmp_path, class_field="kind")
     with pytest.raises(InputError, match="replace an input"):
