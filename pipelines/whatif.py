@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Pixel boxes (col0, row0, col1, row1) on the 2048 x 2048 demo scene (seed 0, 1 m pixels).
-FIELD = (1068, 752, 1306, 912)   # a large field east of the ponds' hedges
-WOOD = (1052, 668, 1162, 782)    # the small square wood north-west of it
+FIELD = (1068, 784, 1306, 912)   # a large field (its hedges left as they are)
+WOOD = (1056, 672, 1160, 778)    # the small square wood just north-west of it
 ROAD_WIDTH, HOUSE = 8, (11, 9)   # metres; houses are 11 m along the road, 9 m deep
 HOUSE_SPACING, SETBACK = 22, 5
 
@@ -47,7 +47,7 @@ def suburb(transform):
     import shapely
 
     def box(c0, r0, c1, r1):
-        (x0, y0), (x1, y1) = transform * (c0, r0), transform * (c1, r1)
+        (x0, y0), (x1, y1) = transform @ (c0, r0), transform @ (c1, r1)
         return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
     c0, r0, c1, r1 = FIELD
@@ -78,7 +78,7 @@ def write_plan(path: Path, landcover: Path) -> Path:
         transform, crs = ds.transform, ds.crs
     roads, houses = suburb(transform)
     c0, r0, c1, r1 = WOOD
-    (x0, y0), (x1, y1) = transform * (c0, r0), transform * (c1, r1)
+    (x0, y0), (x1, y1) = transform @ (c0, r0), transform @ (c1, r1)
     wood = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     frame = geopandas.GeoDataFrame(
         {"new_class": ["Barren"] + ["Impervious Roads"] * len(roads)

@@ -7,6 +7,7 @@ import argparse
 import importlib.machinery
 import importlib.util
 import sys
+from pathlib import Path
 
 import fake_arcpy
 import geopandas
@@ -34,6 +35,7 @@ from geospade.whatif import (
     what_if,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 CRS = "EPSG:32618"
 LEFT, TOP = 360000.0, 4310000.0
 TRANSFORM = Affine(1.0, 0.0, LEFT, 0.0, -1.0, TOP)
@@ -443,3 +445,31 @@ def test_arcgis_tool_arguments_mirror_the_cli():
     cli_what_if.add_arguments(parser)
     cli = {a.dest for a in parser._actions if a.dest != "help"} - {"progress"}
     assert {p.name for p in tools.WHAT_IF.params} == cli
+
+
+def test_demo_pipeline_builds_a_suburb_and_clears_the_wood(checkpoint, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "whatif_pipeline", ROOT / "pipelines" / "whatif.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    # A stand-in for the 2048 px demo scene: fields everywhere, the wood where the demo has it.
+    labels = np.full((2048, 2048), FIELD, np.uint8)
+    c0, r0, c1, r1 = pipeline.WOOD
+    labels[r0:r1, c0:c1] = 2
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    write_raster(scene / "landcover.tif", labels, nodata=NODATA)
+    write_raster(scene / "imagery.tif", real_pixels(labels))
+    out = tmp_path / "run"
+    assert pipeline.main([str(out), "--checkpoint", checkpoint, "--scene", str(scene),
+                          "--device", "cpu", "--picture", str(tmp_path / "pic.png")]) == 0
+    assert "seam score" in capsys.readouterr().out
+    edited, _ = read(out / "whatif.landcover.tif")
+    changed = edited[0] != labels
+    assert (edited[0, r0 + 1:r1 - 1, c0 + 1:c1 - 1] == 4).all()  # the wood, cleared to bare soil
+    assert {5, 6} <= set(np.unique(edited[0][changed]).tolist())  # houses and roads
+    plan = geopandas.read_file(out / "plan.gpkg")
+    assert plan.crs.to_epsg() == 4326 and set(plan["what"]) == {"wood cleared", "road", "house"}
+    for name in ("whatif.tif", "whatif.preview.png", "before_after.png"):
+        assert (out / name).exists()
+    assert (tmp_path / "pic.png").stat().st_size < 1_000_000
