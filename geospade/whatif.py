@@ -145,13 +145,15 @@ def class_value_lookup(scheme: ClassScheme) -> dict[str, int]:
 def class_values(raw: Sequence, scheme: ClassScheme, field_name: str, source) -> list[int]:
     """The class value of each polygon's field value (a class value or a class name)."""
     lookup = class_value_lookup(scheme)
-    values, unknown = [], []
+    values: list[int] = []
+    unknown = []
     for item in raw:
         key = _field_key(item)
         value = lookup.get(key) if key is not None else None
         if value is None:
             unknown.append(item)
-        values.append(value)
+        else:
+            values.append(value)
     if unknown:
         shown = sorted({str(u) for u in unknown})[:10]
         classes = ", ".join(f"{c.value} '{c.name}'" for c in scheme.classes)

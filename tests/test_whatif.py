@@ -473,3 +473,21 @@ def test_demo_pipeline_builds_a_suburb_and_clears_the_wood(checkpoint, tmp_path,
     for name in ("whatif.tif", "whatif.preview.png", "before_after.png"):
         assert (out / name).exists()
     assert (tmp_path / "pic.png").stat().st_size < 1_000_000
+
+
+def test_lossy_imagery_is_copied_losslessly(scene, colour_model, tmp_path):
+    # JPEG blocks would be re-encoded where the change is written: the output is deflate, and
+    # every pixel away from the change is the decoded input pixel.
+    jpeg = tmp_path / "jpeg.tif"
+    with rasterio.open(scene["imagery"]) as src:
+        profile = src.profile | {"compress": "jpeg", "photometric": "ycbcr"}
+        with rasterio.open(jpeg, "w", **profile) as dst:
+            dst.write(src.read())
+    res = what_if(scene["landcover"], jpeg, colour_model, tmp_path / "fromjpeg.tif",
+                  changes=scene["plan"], class_field="new_class", blend=BLEND_M, progress=False)
+    with rasterio.open(res.path) as out, rasterio.open(jpeg) as src:
+        assert out.compression.value.lower() == "deflate"
+        before, after = src.read(), out.read()
+    changed = changed_of(scene, res)
+    far = distance_from(changed, res.blend_pixels + 1) > res.blend_pixels
+    assert np.array_equal(after[:, far], before[:, far])
