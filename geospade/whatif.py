@@ -387,22 +387,37 @@ def blend_weights(dist: np.ndarray, band: int) -> np.ndarray:
     return alpha
 
 
-def match_radiometry(synthetic: np.ndarray, real: np.ndarray, ring: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band gain and offset that give the synthetic the real imagery's mean and standard
-    deviation over ``ring`` (unchanged land cover, so any difference there is the model's
-    rendering, not the plan). Identity when the ring is too small; gains kept in
-    :data:`GAIN_LIMITS`."""
+def match_radiometry(synthetic: np.ndarray, real: np.ndarray, ring: np.ndarray,
+                     labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band gain and offset taking the synthetic to the real imagery's radiometry, fitted
+    over ``ring`` (unchanged land cover, so any difference there is the model's rendering, not
+    the plan).
+
+    The fit is a weighted least-squares line through the per-class means of the ring
+    (real mean = gain x synthetic mean + offset): class means average texture away, so the
+    line captures a sensor or season shift without mistaking the model's smoother texture
+    for a contrast difference. With one class (or classes the model renders alike) only the
+    offset is fitted; with too small a ring nothing is. Gains stay within GAIN_LIMITS.
+    """
     bands = synthetic.shape[0]
     gain, offset = np.ones(bands, np.float64), np.zeros(bands, np.float64)
     if int(ring.sum()) < MIN_MATCH_PIXELS:
         return gain, offset
+    values, counts = np.unique(labels[ring], return_counts=True)
+    keep = counts >= MIN_MATCH_PIXELS // 4
+    values, weights = values[keep], counts[keep].astype(np.float64)
+    if not len(values):
+        return gain, offset
+    weights /= weights.sum()
     for b in range(bands):
-        s = synthetic[b][ring].astype(np.float64)
-        r = real[b][ring].astype(np.float64)
-        if s.std() > 1e-9:
-            gain[b] = np.clip(r.std() / s.std(), *GAIN_LIMITS)
-        offset[b] = r.mean() - gain[b] * s.mean()
+        x = np.array([synthetic[b][ring & (labels == v)].mean() for v in values])
+        y = np.array([real[b][ring & (labels == v)].mean() for v in values])
+        x_mean, y_mean = float(weights @ x), float(weights @ y)
+        spread = float(weights @ (x - x_mean) ** 2)
+        if len(values) > 1 and spread > 1.0:  # classes at least ~1 DN apart
+            slope = float(weights @ ((x - x_mean) * (y - y_mean))) / spread
+            gain[b] = np.clip(slope, *GAIN_LIMITS)
+        offset[b] = y_mean - gain[b] * x_mean
     return gain, offset
 
 
@@ -518,8 +533,9 @@ def what_if(
     The output is the real imagery (its grid, CRS, bands, data type and mask), identical bit
     for bit except on the changed pixels, which are synthetic, and a transition band of
     ``blend`` metres around them, where the synthetic fades into the real imagery. The
-    synthetic is first matched (per-band mean and standard deviation) to the real imagery
-    over a ring of unchanged land cover around each change. The edited land cover, on the
+    synthetic is first matched to the real imagery (a per-band gain and offset fitted to the
+    class means of both, :func:`match_radiometry`) over a ring of unchanged land cover around
+    each change. The edited land cover, on the
     output's grid, is written beside the output (:func:`landcover_output_path`).
 
     Args:
@@ -708,7 +724,7 @@ def _synthesise_region(region: _Region, img, dst, model: LoadedModel, band: int,
     usable = synth.mask & real_valid
     ring_pixels = usable & (dist > 0) & (dist <= band + ring)
     if match:
-        gain, offset = match_radiometry(synth.image, real, ring_pixels)
+        gain, offset = match_radiometry(synth.image, real, ring_pixels, region.labels)
     else:
         gain, offset = np.ones(real.shape[0]), np.zeros(real.shape[0])
     matched = synth.image.astype(np.float64) * gain[:, None, None] + offset[:, None, None]
