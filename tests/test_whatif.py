@@ -44,7 +44,7 @@ SIZE = 192
 # How the "model" renders each class (value -> RGB) and how the real sensor differs from it.
 MODEL_COLOURS = {1: (30, 60, 120), 2: (40, 100, 40), 3: (120, 170, 80), 4: (190, 160, 120),
                  5: (150, 150, 150), 6: (60, 60, 60), 7: (200, 80, 200)}
-SENSOR_GAIN, SENSOR_OFFSET = 0.8, 20.0
+SENSOR_GAIN, SENSOR_OFFSET = 0.9, 15.0
 FIELD, HOUSES = 3, 5  # the plan turns low vegetation into impervious surfaces
 BLEND_M = 6.0
 
