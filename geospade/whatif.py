@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BLEND_METRES = 8.0
 MIN_RING = 16          # pixels of unchanged land cover (beyond the band) used for matching
 MIN_MATCH_PIXELS = 64  # fewer valid ring pixels than this: no radiometric matching
+MIN_FIT_CLASSES = 3    # classes in the ring needed to fit a gain as well as an offset
 GAIN_LIMITS = (0.8, 1.25)  # beyond: a fit extrapolating from few classes, not a sensor shift
 SCAN_BLOCK = 512       # block side when scanning an edited land cover for changes
 PREVIEW_SIZE = 768     # longest side of one preview panel
@@ -396,8 +397,10 @@ def match_radiometry(synthetic: np.ndarray, real: np.ndarray, ring: np.ndarray,
     The fit is a weighted least-squares line through the per-class means of the ring
     (real mean = gain x synthetic mean + offset): class means average texture away, so the
     line captures a sensor or season shift without mistaking the model's smoother texture
-    for a contrast difference. With one class (or classes the model renders alike) only the
-    offset is fitted; with too small a ring nothing is. Gains stay within GAIN_LIMITS.
+    for a contrast difference. A line through two classes (a field and its hedges) would be
+    extrapolated to the plan's new classes far from them, so with fewer than
+    MIN_FIT_CLASSES classes only the offset (the mean shift) is fitted; with too small a
+    ring nothing is. Gains stay within GAIN_LIMITS.
     """
     bands = synthetic.shape[0]
     gain, offset = np.ones(bands, np.float64), np.zeros(bands, np.float64)
@@ -414,7 +417,7 @@ def match_radiometry(synthetic: np.ndarray, real: np.ndarray, ring: np.ndarray,
         y = np.array([real[b][ring & (labels == v)].mean() for v in values])
         x_mean, y_mean = float(weights @ x), float(weights @ y)
         spread = float(weights @ (x - x_mean) ** 2)
-        if len(values) > 1 and spread > 1.0:  # classes at least ~1 DN apart
+        if len(values) >= MIN_FIT_CLASSES and spread > 1.0:  # classes at least ~1 DN apart
             slope = float(weights @ ((x - x_mean) * (y - y_mean))) / spread
             gain[b] = np.clip(slope, *GAIN_LIMITS)
         offset[b] = y_mean - gain[b] * x_mean
