@@ -25,7 +25,8 @@ from geospade.errors import InputError
 from geospade.models import PRESETS
 from geospade.training.config import TrainConfig
 
-TOOL_NAMES = ["ExportSPADETrainingChips", "TrainSPADEModel", "SynthesizeImageryFromLandCover"]
+TOOL_NAMES = ["ExportSPADETrainingChips", "TrainSPADEModel", "SynthesizeImageryFromLandCover",
+              "WhatIfImageryFromLandCoverChanges"]
 
 
 def load_toolbox(arcpy):
@@ -93,13 +94,14 @@ def scene(tmp_path_factory):
 # -- the toolbox and its parameters ------------------------------------------------------------
 
 
-def test_toolbox_has_three_tools(pyt):
+def test_toolbox_has_four_tools(pyt):
     box = pyt.Toolbox()
     assert (box.label, box.alias) == ("GeoSPADE", "geospade")
     assert [t.__name__ for t in box.tools] == TOOL_NAMES
     labels = [t().label for t in box.tools]
     assert labels == ["Export SPADE Training Chips", "Train SPADE Model",
-                      "Synthesize Imagery From Land Cover"]
+                      "Synthesize Imagery From Land Cover",
+                      "What-If Imagery From Land-Cover Changes"]
     for tool_class in box.tools:
         tool = tool_class()
         assert tool.description and tool.canRunInBackground is False

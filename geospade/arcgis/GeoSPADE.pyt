@@ -1,7 +1,8 @@
 """GeoSPADE: ArcGIS Pro tools for synthetic aerial imagery from land cover.
 
-Three tools, each calling the same library function as the matching ``geospade`` command:
-export training chips, train a SPADE model, synthesise imagery from a land-cover raster.
+Four tools, each calling the same library function as the matching ``geospade`` command:
+export training chips, train a SPADE model, synthesise imagery from a land-cover raster, and
+what-if imagery (the real imagery with a plan's land-cover changes synthesised in).
 This file only declares the tools; their parameters, validation and library calls live in
 geospade.arcgis.tools. geospade (with torch and rasterio) must be installed in the ArcGIS
 Pro Python environment that runs the toolbox.
@@ -26,7 +27,8 @@ class Toolbox:
     def __init__(self):
         self.label = "GeoSPADE"
         self.alias = "geospade"
-        self.tools = [ExportSPADETrainingChips, TrainSPADEModel, SynthesizeImageryFromLandCover]
+        self.tools = [ExportSPADETrainingChips, TrainSPADEModel, SynthesizeImageryFromLandCover,
+                      WhatIfImageryFromLandCoverChanges]
 
 
 class ExportSPADETrainingChips:
@@ -98,6 +100,36 @@ class SynthesizeImageryFromLandCover:
             "imagery's bands, and a mask over NoData. The same seed gives the same imagery.")
         self.canRunInBackground = False
         self.spec = tools.SYNTHESIZE
+
+    def getParameterInfo(self):
+        return tools.get_parameter_info(self.spec, arcpy)
+
+    def isLicensed(self):
+        return True
+
+    def updateParameters(self, parameters):
+        return
+
+    def updateMessages(self, parameters):
+        tools.update_messages(self.spec, parameters, arcpy)
+
+    def execute(self, parameters, messages):
+        tools.execute(self.spec, parameters, messages, arcpy)
+
+
+class WhatIfImageryFromLandCoverChanges:
+    """geospade what-if."""
+
+    def __init__(self):
+        self.label = "What-If Imagery From Land-Cover Changes"
+        self.description = (
+            "Shows what the real imagery would look like after a plan: polygons carrying new "
+            "land-cover classes (or an edited land cover raster). Only the changed area is "
+            "synthesised, matched to the imagery around it and blended in over a transition "
+            "band; everywhere else the output is the real imagery, pixel for pixel, on its "
+            "own grid, bands and mask. The edited land cover is written beside the output.")
+        self.canRunInBackground = False
+        self.spec = tools.WHAT_IF
 
     def getParameterInfo(self):
         return tools.get_parameter_info(self.spec, arcpy)

@@ -1,10 +1,11 @@
 """What the ArcGIS Pro toolbox does, importable and testable without arcpy.
 
-``GeoSPADE.pyt`` declares three tools and forwards every call here. For each tool this module
+``GeoSPADE.pyt`` declares the tools and forwards every call here. For each tool this module
 holds its parameters (:class:`ParamSpec`, named after the CLI option they mirror), the
 validation messages shown while the user fills the dialog, and the mapping of parameter
 values onto the library functions the CLI calls (:func:`~geospade.chips.export.export_chips`,
-:func:`~geospade.training.train`, :func:`~geospade.synthesis.synthesize`). :class:`Reporter`
+:func:`~geospade.training.train`, :func:`~geospade.synthesis.synthesize`,
+:func:`~geospade.whatif.what_if`). :class:`Reporter`
 turns geospade's ``progress(done, total, message)`` callbacks into arcpy's step progressor and
 tool messages, and geospade errors into ``arcpy.ExecuteError``.
 
@@ -150,6 +151,25 @@ SYNTHESIZE_PARAMS: tuple[ParamSpec, ...] = (
     _opt("cog", "Cloud Optimized GeoTIFF", "GPBoolean", False, category=ADVANCED),
     _opt("preview", "Write PNG Preview", "GPBoolean", False, category=ADVANCED),
     _opt("seam_score", "Report Seam Score", "GPBoolean", False, category=ADVANCED),
+    _opt("overwrite", "Overwrite Output", "GPBoolean", False),
+)
+
+
+WHAT_IF_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
+    ParamSpec("imagery", "Input Real Imagery", "DERasterDataset"),
+    _opt("changes", "Planned Changes (polygons)", "GPFeatureLayer"),
+    _opt("class_field", "New Class Field", "GPString"),
+    _opt("edited_landcover", "Edited Land Cover Raster (instead of polygons)",
+         "DERasterDataset"),
+    ParamSpec("checkpoint", "Checkpoint (.pt file or run folder)", ("DEFile", "DEFolder")),
+    ParamSpec("output", "Output What-If Imagery (GeoTIFF)", "DERasterDataset",
+              direction="Output"),
+    _opt("blend", "Transition Band Width (metres)", "GPDouble"),
+    _opt("seed", "Noise Seed", "GPLong", 0),
+    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
+    _opt("batch_size", "Batch Size", "GPLong", 4, category=ADVANCED),
+    _opt("preview", "Write PNG Preview", "GPBoolean", False),
     _opt("overwrite", "Overwrite Output", "GPBoolean", False),
 )
 
@@ -388,6 +408,42 @@ def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) 
     if output:
         messages += _check_output_raster(Path(output), bool(values.get("overwrite"))
                                          or overwrite_env, values.get("landcover"))
+    return messages
+
+
+def validate_what_if(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
+    """Messages for the What-If Imagery From Land-Cover Changes dialog."""
+    from geospade.checkpoint import resolve_checkpoint_path
+
+    messages = check_positive(values, ("batch_size",))
+    changes, edited = values.get("changes"), values.get("edited_landcover")
+    if not changes and not edited:
+        messages.append(Message("changes", "error", "Give the planned changes as polygons, or "
+                                "an edited land cover raster."))
+    elif changes and edited:
+        messages.append(Message("edited_landcover", "error", "Give either polygons or an "
+                                "edited land cover, not both."))
+    elif changes and not values.get("class_field"):
+        messages.append(Message("class_field", "error", "Name the field of the polygons that "
+                                "holds each one's new class (a class value or name)."))
+    blend = values.get("blend")
+    if blend is not None and blend < 0:
+        messages.append(Message("blend", "error", f"The band width must not be negative, got "
+                                f"{blend:g}."))
+    checkpoint = values.get("checkpoint")
+    if checkpoint:
+        try:
+            resolve_checkpoint_path(checkpoint)
+        except GeospadeError as exc:
+            messages.append(Message("checkpoint", "error", str(exc)))
+    output = values.get("output")
+    if output:
+        overwrite = bool(values.get("overwrite")) or overwrite_env
+        for given in (values.get("imagery"), edited):
+            if given and Path(output).resolve() == Path(given).resolve():
+                return [*messages, Message("output", "error", "The output would replace an "
+                                                              "input. Choose another output.")]
+        messages += _check_output_raster(Path(output), overwrite, values.get("landcover"))
     return messages
 
 
@@ -638,6 +694,38 @@ def run_synthesize(values: Mapping[str, Any], reporter: Reporter) -> dict[str, A
     return {}
 
 
+def what_if_arguments(values: Mapping[str, Any], *, changes: str | None,
+                      overwrite: bool) -> dict[str, Any]:
+    """Keyword arguments of :func:`geospade.whatif.what_if` for the tool's values."""
+    from geospade.whatif import preview_output_path
+
+    return dict(
+        landcover=values["landcover"], imagery=values["imagery"],
+        checkpoint=values["checkpoint"], out=values["output"], changes=changes,
+        class_field=values.get("class_field"), edited_landcover=values.get("edited_landcover"),
+        blend=values.get("blend"), seed=_or(values.get("seed"), 0),
+        device=values.get("device") or "auto", batch_size=_or(values.get("batch_size"), 4),
+        preview=preview_output_path(values["output"]) if values.get("preview") else None,
+        overwrite=overwrite,
+    )
+
+
+def run_what_if(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Run ``geospade what-if``; reports what was written."""
+    from geospade.cli.what_if import summary
+    from geospade.whatif import what_if
+
+    changes = reporter.feature_file(values.get("changes"))
+    result = what_if(**what_if_arguments(values, changes=changes,
+                                         overwrite=reporter.overwrite(values)),
+                     progress=reporter.progress)
+    for line in summary(result).splitlines():
+        reporter.message(line)
+    if result.preview is not None:
+        reporter.message(f"preview: {result.preview}")
+    return {}
+
+
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
@@ -662,6 +750,7 @@ class ToolSpec:
 EXPORT = ToolSpec(EXPORT_PARAMS, validate_export, run_export)
 TRAIN = ToolSpec(TRAIN_PARAMS, validate_train, run_train)
 SYNTHESIZE = ToolSpec(SYNTHESIZE_PARAMS, validate_synthesize, run_synthesize)
+WHAT_IF = ToolSpec(WHAT_IF_PARAMS, validate_what_if, run_what_if)
 
 
 def get_parameter_info(tool: ToolSpec, arc) -> list:
@@ -698,6 +787,7 @@ __all__ = [
     "EXPORT",
     "SYNTHESIZE",
     "TRAIN",
+    "WHAT_IF",
     "Message",
     "ParamSpec",
     "Reporter",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-chips": ("export_chips", "tile land cover + imagery into ArcGIS Classified_Tiles chips"),
     "train": ("train", "train a SPADE generator on a chip folder"),
     "synthesize": ("synthesize", "generate one seamless georeferenced GeoTIFF from land cover"),
+    "what-if": ("what_if", "synthesise only what a plan changes, blended into the real imagery"),
     "seam-score": ("seam_score", "measure how visible tile seams are in a synthesised raster"),
     "train-segmenter": ("train_segmenter", "train the land-cover segmenter that evaluate uses"),
     "evaluate": ("evaluate", "score a model: segmentation consistency, Frechet distance, colours"),
