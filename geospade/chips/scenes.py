@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import shapely
+from rasterio.crs import CRS
 from rasterio.warp import transform as warp_points
 
 from geospade.errors import InputError
@@ -87,8 +88,10 @@ def expand_inputs(items: str | Path | Sequence[str | Path], what: str) -> list[P
 
 @dataclass(frozen=True)
 class _Footprint:
+    """A raster's path, CRS and bounds (in that CRS), read once."""
+
     path: Path
-    crs: object
+    crs: CRS
     bounds: tuple[float, float, float, float]
 
 
