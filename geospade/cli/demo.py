@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder for every output of the run")
@@ -21,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every stage")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an earlier run in OUT_DIR")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

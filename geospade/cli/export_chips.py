@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geospade.cli import add_output, add_quiet
+
 
 def _fraction(text: str) -> float:
     value = float(text)
@@ -24,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("landcover", type=Path, help="classified land-cover raster (integer)")
     parser.add_argument("--imagery", type=Path, required=True,
                         help="imagery of the same area (any CRS, resolution and alignment)")
-    parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True,
-                        help="chip folder to create")
+    add_output(parser, dest="out_dir", type=Path, required=True, metavar="OUT_DIR",
+               help="chip folder to create")
     parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels")
     parser.add_argument("--stride", type=int, default=None,
                         help="step between chips in pixels (None: the tile size)")
@@ -49,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reader/writer threads (None: the CPU count, at most 4)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output folder if it is not empty")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="do not show progress bars")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade export-model``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
                         help="training run folder (its latest checkpoint) or a checkpoint .pt")
-    parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="model package to write (.dlpk)")
+    add_output(parser, required=True, type=Path, metavar="MODEL.dlpk",
+               help="model package to write (.dlpk)")
     parser.add_argument("--tile-size", type=int, default=None,
                         help="tile side of Pro's blocks; none: the training chip size")
     parser.add_argument("--padding", type=int, default=None,
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "generator's receptive field")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (Pro's Seed argument can change it)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    add_quiet(parser)  # accepted for a uniform command line: packaging shows no bar
 
 
 def run(args: argparse.Namespace) -> int:

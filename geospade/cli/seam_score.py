@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade seam-score``."""
@@ -23,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare boundaries only with interior lines at the same phase of "
                              "this period: the generator's downsampling factor (e.g. 16) tells "
                              "seams from the model's own periodic texture; 1 = every line")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

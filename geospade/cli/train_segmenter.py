@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade train-segmenter``."""
     parser.add_argument("chips", metavar="CHIPS_DIR", help="chip folder (geospade or ArcGIS Pro)")
-    parser.add_argument("-o", "--output", required=True, metavar="SEGMENTER.pt",
-                        help="segmenter file to write")
+    add_output(parser, required=True, metavar="SEGMENTER.pt", help="segmenter file to write")
     parser.add_argument("--steps", type=int, default=500, help="optimiser steps")
     parser.add_argument("--batch-size", type=int, default=16, help="chips per step")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam learning rate")
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and chip order")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     path = train_segmenter(args.chips, args.output, steps=args.steps,
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
                            base_channels=args.base_channels, depth=args.depth,
-                           device=args.device, seed=args.seed, overwrite=args.overwrite)
+                           device=args.device, seed=args.seed, overwrite=args.overwrite,
+                           progress=args.progress)
     scores = load_segmenter(path, "cpu").card.extra.get("validation", {})
     print(f"{path}: pixel accuracy {scores.get('pixel_accuracy', float('nan')):.3f}, "
           f"mIoU {scores.get('miou', float('nan')):.3f} on {scores.get('chips', 0)} "
