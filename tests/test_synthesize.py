@@ -28,7 +28,8 @@ from geospade.synthesis.model import random_model, save_model
 
 NODATA = CHESAPEAKE_7.nodata  # 15
 CRS = "EPSG:32618"
-TRANSFORM = Affine(1.0, 0.0, 360000.0, 0.0, -1.0, 4310000.0)
+# A corner on a whole multiple of 512 world pixels: tile grids start at the raster's corner.
+TRANSFORM = Affine(1.0, 0.0, 360448.0, 0.0, -1.0, 4310016.0)
 
 
 def blocky_labels(height: int, width: int, seed: int = 0, cell: int = 24) -> np.ndarray:
