@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,6 +23,7 @@ MINIMAL = {
                  "-o", "report"],
     "export-model": ["run", "-o", "m.dlpk"],
     "demo": ["out"],
+    "info": ["model.pt"],
 }
 WITH_OUTPUT = ["export-chips", "train", "synthesize", "train-segmenter", "evaluate",
                "export-model"]
