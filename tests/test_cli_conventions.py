@@ -96,3 +96,37 @@ def test_progress_false_writes_nothing():
     bar.update(3)
     bar.close()
     assert log.getvalue() == ""
+
+
+def test_geospade_warnings_are_one_line(monkeypatch, capsys):
+    import warnings
+
+    from geospade.synthesis.synthesize import ResolutionWarning
+
+    def warn(args):
+        warnings.warn("lc.tif: pixel size 2 x 2 differs from the training resolution 1 x 1",
+                      ResolutionWarning, stacklevel=2)
+        return 0
+    real_build = cli_main.build_parser
+
+    def build():
+        parser = real_build()
+        parser.set_defaults(_run=warn, command="synthesize")
+        return parser
+    monkeypatch.setattr(cli_main, "build_parser", build)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli_main.main([]) == 0
+    err = capsys.readouterr().err
+    assert err == ("geospade synthesize: warning: lc.tif: pixel size 2 x 2 differs from the "
+                   "training resolution 1 x 1\n")
+
+
+def test_missing_output_folder_is_announced(tmp_path, capsys):
+    target = tmp_path / "missing" / "deeper" / "out.tif"
+    code = cli_main.main(["synthesize", str(tmp_path / "no_lc.tif"), "--checkpoint",
+                          str(tmp_path / "no.pt"), "-o", str(target)])
+    err = capsys.readouterr().err
+    assert code != 0  # the inputs do not exist; the note still comes first
+    assert err.splitlines()[0] == (f"geospade synthesize: note: folder {target.parent} does "
+                                   "not exist; creating it")

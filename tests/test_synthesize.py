@@ -332,3 +332,24 @@ def test_plan_checks_halo_and_feather():
         plan_tiles(100, 100, tile_size=64, halo=24, multiple_of=16)
     with pytest.raises(GridError, match="needs a halo"):
         plan_tiles(100, 100, tile_size=64, halo=8, feather=32, multiple_of=8)
+
+
+def test_refuses_a_non_geotiff_output_name(scene, checkpoint, tmp_path):
+    path, _ = scene
+    with pytest.raises(InputError, match="writes a GeoTIFF") as exc:
+        synthesize(path, checkpoint, tmp_path / "x.png", progress=False)
+    assert "x.tif" in str(exc.value)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["rgb", "float"])
+def test_refuses_rgb_or_continuous_land_cover(checkpoint, tmp_path, kind):
+    data = (np.ones((3, 64, 64), np.uint8) if kind == "rgb"
+            else np.full((1, 64, 64), 0.5, np.float32))
+    path = tmp_path / f"{kind}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=data.shape[0],
+                       dtype=data.dtype.name, crs=CRS, transform=TRANSFORM) as dst:
+        dst.write(data)
+    hint = "3 bands" if kind == "rgb" else "continuous values"
+    with pytest.raises(InputError, match=hint):
+        synthesize(path, checkpoint, tmp_path / "out.tif", progress=False)

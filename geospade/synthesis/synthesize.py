@@ -46,6 +46,7 @@ from geospade.synthesis.plan import (
 
 log = logging.getLogger(__name__)
 
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
 RESOLUTION_TOLERANCE = 0.05  # relative pixel-size difference accepted without a warning
 PREVIEW_SIZE = 1024
 
@@ -246,6 +247,11 @@ def synthesize(
         InputError, GridError, CheckpointError: unusable inputs, sizes or checkpoint.
     """
     out = check_output(out, overwrite)
+    if out.suffix.lower() not in GEOTIFF_SUFFIXES:
+        ending = f"ends in '{out.suffix}'" if out.suffix else "has no extension"
+        raise InputError(f"output name {ending}, but synthesize writes a GeoTIFF", path=out,
+                         hint=f"Use a .tif name (e.g. {out.with_suffix('.tif').name}); "
+                              "--preview writes a PNG quick-look beside it.")
     if preview is not None:
         preview = check_output(preview, overwrite)
     if Path(landcover).resolve() == out.resolve():
