@@ -313,3 +313,21 @@ def test_frechet_distance_over_few_chips_warns(setup, reports):
                  segmenter=setup["segmenter"], device="cpu", panel_chips=0, progress=False)
     assert "note: Frechet distance over only" in (
         setup["root"] / "report_few" / "report.txt").read_text()
+
+
+def test_segmenter_defaults_are_sized_for_the_chips():
+    from geospade.evaluation.segmenter import default_schedule
+
+    assert default_schedule(64, 1000) == (500, 16)
+    steps, batch = default_schedule(256, 1000)
+    assert batch == 16 and steps == 125  # 16x the pixels per chip: 4x the work of 64 px
+    assert default_schedule(512, 1000)[1] == 4  # smaller batches for large chips
+    assert default_schedule(64, 20) == (50 * 1, 16)  # at most 50 passes over 20 chips
+
+
+def test_segmenter_prints_an_estimate_and_shows_time_left(setup, tmp_path, capsys):
+    train_segmenter(setup["chips"], tmp_path / "seg.pt", steps=8, batch_size=2,
+                    base_channels=4, depth=2, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "train segmenter: 8 steps of 2 chips of 64 px; about" in err
+    assert "<" in err  # tqdm's [elapsed<remaining]

@@ -16,8 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade train-segmenter``."""
     parser.add_argument("chips", metavar="CHIPS_DIR", help="chip folder (geospade or ArcGIS Pro)")
     add_output(parser, required=True, metavar="SEGMENTER.pt", help="segmenter file to write")
-    parser.add_argument("--steps", type=int, default=500, help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=16, help="chips per step")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps (default: sized for the chips: 500 at 64 px, "
+                             "125 at 256 px, at most 50 passes over the training chips)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="chips per step (default: 16; fewer for chips over 256 px)")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam learning rate")
     parser.add_argument("--base-channels", type=int, default=16,
                         help="U-Net channels of its first level")
