@@ -147,7 +147,7 @@ def test_run_folder_layout(short_run):
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     # 4 validation chips of 64 px with 2 px gaps: label | real | generated.
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (width, height) == (3 * 64 + 2 * 2, 4 * 64 + 3 * 2)
+    assert (width, height) == (3 * 64 + 2 * 2, 13 + 4 * 64 + 3 * 2)  # heading + 4 rows
     assert not list(short_run.rglob("*.partial"))
 
 

@@ -1,7 +1,8 @@
 """Run the whole pipeline on the built-in demo scene: demo scene -> chips -> training ->
 synthesis of the whole demo land cover -> evaluation, then write quickstart.png (land cover |
-real imagery | synthetic imagery) and report.md into OUT_DIR. On a 2-core CPU it takes about
-ten minutes with the small model; with a GPU it trains the paper-size model.
+real imagery | synthetic imagery) and report.md into OUT_DIR. On a CPU it trains the small
+model (the README's Set-up section gives a measured duration); with a GPU it trains the
+paper-size model.
 """
 
 from __future__ import annotations
