@@ -164,15 +164,19 @@ def scene_seam_score(path: Path, tile_size: int, period: int = 1) -> float:
     import rasterio
     from rasterio.windows import Window
 
+    from geospade.synthesis.plan import world_offset
     from geospade.synthesis.seams import SeamStats, seam_stats
 
     total = SeamStats()
     with rasterio.open(path) as ds:
+        world_row, world_col = world_offset(ds.transform)  # tiles are anchored in the CRS
         for row in range(0, ds.height, SCENE_SIZE):
             for col in range(0, ds.width, SCENE_SIZE):
                 window = Window(col, row, min(SCENE_SIZE, ds.width - col),
                                 min(SCENE_SIZE, ds.height - row))
-                total = total + seam_stats(ds.read(window=window), tile_size, period=period,
+                offset = (-(world_row + row) % tile_size, -(world_col + col) % tile_size)
+                total = total + seam_stats(ds.read(window=window), tile_size, offset,
+                                           period=period,
                                            mask=ds.dataset_mask(window=window) > 0)
     return total.score
 

@@ -60,10 +60,19 @@ def read_pixels(dataset, what: str = "raster", method: str = "read", **kwargs) -
 
 def check_landcover(dataset) -> None:
     """Land cover must be a single integer band: class values, never resampled reflectance."""
+    if dataset.count != 1:
+        raise InputError(
+            f"land cover has {dataset.count} bands; a classified raster has one band of class "
+            "values",
+            path=dataset.name,
+            hint="An RGB or multi-band image is imagery (export-chips --imagery), not land "
+                 "cover: give the single-band classified raster.",
+        )
     dtype = dataset.dtypes[0]
     if not np.issubdtype(np.dtype(dtype), np.integer):
         raise InputError(
-            f"land cover has data type {dtype}; a classified raster stores integer class values",
+            f"land cover has data type {dtype} (continuous values); a classified raster stores "
+            "integer class values",
             path=dataset.name,
             hint="Give the classified (integer) land-cover raster, or convert it with "
                  "gdal_translate -ot Byte.",

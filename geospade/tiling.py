@@ -7,6 +7,10 @@ names stay stable whichever tiles are skipped.
 Edge rules: ``"drop"`` keeps only tiles that lie wholly inside the raster (training chips);
 ``"pad"`` covers every pixel, the last row and column of tiles reaching past the raster's
 right and bottom edges (synthesis; reads there are boundless and writes are clipped).
+
+A ``pad`` grid may also start before the raster's first pixel (``origin``): synthesis lays
+its tiles on a grid fixed in the CRS, so the first row and column of tiles can reach past the
+top and left edges too.
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ class Tile:
 class TileGrid:
     """Square tiles of ``tile_size`` pixels every ``stride`` pixels over a raster.
 
-    Build one with :func:`tile_grid`, which checks the arguments.
+    Build one with :func:`tile_grid`, which checks the arguments. ``row_origin`` and
+    ``col_origin`` are the pixel offsets of tile (0, 0) in the raster: 0, or (``pad`` grids
+    only) between ``-stride`` and 0 for a grid anchored outside the raster.
     """
 
     width: int
@@ -79,14 +85,16 @@ class TileGrid:
     tile_size: int
     stride: int
     edge: str = "drop"
+    row_origin: int = 0
+    col_origin: int = 0
 
     @property
     def n_cols(self) -> int:
-        return _count(self.width, self.tile_size, self.stride, self.edge)
+        return _count(self.width - self.col_origin, self.tile_size, self.stride, self.edge)
 
     @property
     def n_rows(self) -> int:
-        return _count(self.height, self.tile_size, self.stride, self.edge)
+        return _count(self.height - self.row_origin, self.tile_size, self.stride, self.edge)
 
     def __len__(self) -> int:
         return self.n_rows * self.n_cols
@@ -95,8 +103,8 @@ class TileGrid:
         """The tile at grid position (row, col)."""
         if not (0 <= row < self.n_rows and 0 <= col < self.n_cols):
             raise IndexError(f"tile ({row}, {col}) outside a {self.n_rows} x {self.n_cols} grid")
-        return Tile(row * self.n_cols + col, row, col, col * self.stride, row * self.stride,
-                    self.tile_size)
+        return Tile(row * self.n_cols + col, row, col, self.col_origin + col * self.stride,
+                    self.row_origin + row * self.stride, self.tile_size)
 
     def tile_at(self, index: int) -> Tile:
         """The tile with the given grid index."""
@@ -122,6 +130,7 @@ def tile_grid(
     *,
     edge: str = "drop",
     multiple_of: int = 1,
+    origin: tuple[int, int] = (0, 0),
     source: str | None = None,
 ) -> TileGrid:
     """Lay a grid of ``tile_size`` tiles every ``stride`` pixels over a raster.
@@ -133,6 +142,8 @@ def tile_grid(
         edge: ``"drop"`` (tiles wholly inside) or ``"pad"`` (cover every pixel).
         multiple_of: ``tile_size`` and ``stride`` must be multiples of this (the generator's
             downsampling factor in synthesis, so every tile sees the same low-resolution grid).
+        origin: (row, col) pixel offset of tile (0, 0), each in ``(-stride, 0]``; only for
+            ``pad`` grids (synthesis anchors its grid in the CRS this way).
         source: raster file name, for error messages.
 
     Raises:
@@ -149,13 +160,19 @@ def tile_grid(
             raise GridError(f"{name} {value} is not a multiple of {multiple_of}",
                             hint=f"Use a multiple of {multiple_of}, e.g. "
                                  f"{max(multiple_of, value // multiple_of * multiple_of)}.")
+    row_origin, col_origin = (int(v) for v in origin)
+    if (row_origin, col_origin) != (0, 0) and edge != "pad":
+        raise GridError(f"a grid origin {origin} outside the raster needs the 'pad' edge rule")
+    if not (-stride < row_origin <= 0 and -stride < col_origin <= 0):
+        raise GridError(f"grid origin {origin} is not within one stride ({stride}) before "
+                        "the raster's first pixel")
     if edge == "drop" and (tile_size > width or tile_size > height):
         raise GridError(
             f"tile size {tile_size} is larger than the raster ({width} x {height} pixels)",
             path=source,
             hint=f"Use --tile-size {_largest_fitting(min(width, height), multiple_of)} or smaller.",
         )
-    return TileGrid(width, height, tile_size, stride, edge)
+    return TileGrid(width, height, tile_size, stride, edge, row_origin, col_origin)
 
 
 def _largest_fitting(extent: int, multiple_of: int) -> int:

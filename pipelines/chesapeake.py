@@ -25,35 +25,53 @@ from pathlib import Path
 STAGES = ("export", "train", "synthesize", "seams")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one to show (not None, not a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The recipe's parameters."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--landcover", required=True, type=Path,
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--landcover", required=True, type=Path, metavar="LANDCOVER",
                    help="Chesapeake land cover (7- or 13-class GeoTIFF or VRT)")
-    p.add_argument("--naip", required=True, type=Path, help="NAIP imagery (GeoTIFF or VRT)")
-    p.add_argument("-o", "--out", required=True, type=Path, help="folder for chips, run, output")
+    p.add_argument("--naip", required=True, type=Path, metavar="NAIP",
+                   help="NAIP imagery (GeoTIFF or VRT)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, type=Path,
+                   metavar="OUT_DIR", help="folder for chips/, run/ and the synthetic output")
     p.add_argument("--classes", default=None,
-                   help="chesapeake-7, chesapeake-13 or JSON (default: from the colour table)")
-    p.add_argument("--tile-size", type=int, default=256)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--max-nodata", type=float, default=0.0)
-    p.add_argument("--val-fraction", type=float, default=0.05)
-    p.add_argument("--aoi", type=Path, default=None, help="polygons limiting the chips")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=8, help="per GPU")
+                   help="class scheme: chesapeake-7, chesapeake-13 or a JSON file "
+                        "(default: from the land cover's colour table)")
+    p.add_argument("--tile-size", type=int, default=256, help="training chip side in pixels")
+    p.add_argument("--stride", type=int, default=None,
+                   help="step between chips in pixels (default: the tile size)")
+    p.add_argument("--max-nodata", type=float, default=0.0,
+                   help="skip chips with a larger share of nodata pixels")
+    p.add_argument("--val-fraction", type=float, default=0.05,
+                   help="share of chips held out for validation, by spatial blocks")
+    p.add_argument("--aoi", type=Path, default=None,
+                   help="polygons limiting the chips (gpkg, shp, geojson)")
+    p.add_argument("--preset", default="paper",
+                   help="model preset: paper (GPU), cpu or tiny")
+    p.add_argument("--steps", type=int, default=100_000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=8, help="chips per step on each GPU")
     p.add_argument("--gpus", type=int, default=1,
                    help="GPUs to train on; more than 1 launches torchrun (0 = CPU)")
     p.add_argument("--workers", type=int, default=4, help="data-loading workers per process")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT/run")
-    p.add_argument("--synthesize", type=Path, default=None,
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR/run")
+    p.add_argument("--synthesize", type=Path, default=None, metavar="LANDCOVER",
                    help="land cover to synthesise (default: --landcover)")
-    p.add_argument("--synth-tile-size", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synth-tile-size", type=int, default=512,
+                   help="synthesis tile side in pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, training and noise")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)}")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of a run")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]

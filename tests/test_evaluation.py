@@ -147,7 +147,11 @@ def test_report_files(setup, reports):
     with rasterio.open(folder / "panel.png") as png:
         # 4 worst + 4 best rows of 4 pictures, 64 px chips shown at 128 px.
         assert png.width == 4 * 128 + 3 * 8
-        assert png.height == 8 * 128 + 6 * 8 + 24
+        assert png.height == 8 * 128 + 6 * 8 + 24 + 13  # + the column heading
+        heading = png.read()[:, :13]
+    for col in range(4):  # dark text over each picture's column, on white
+        over = heading[:, :, col * 136:col * 136 + 128]
+        assert (over == 0).any() and (over == 255).mean() > 0.5
 
 
 def test_existing_report_needs_overwrite(setup, reports):
@@ -283,3 +287,47 @@ def test_cli_train_segmenter_and_evaluate(setup, capsys):
     out = capsys.readouterr().out
     assert "IoU synth" in out and "Frechet distance" in out
     assert (report_dir / "report.json").exists()
+
+
+def test_miou_leaves_out_classes_without_true_pixels_and_says_so(setup, reports):
+    report = reports["good"]
+    absent = [c for c in report["classes"] if c["pixels"] == 0]
+    assert absent and report["miou_left_out"] == [c["name"] for c in absent]
+    present = [c["iou_synthetic"] for c in report["classes"] if c["pixels"] > 0]
+    assert report["synthetic"]["miou"] == pytest.approx(np.mean(present))
+    table = (setup["root"] / "report_good" / "report.txt").read_text()
+    assert f"left out: {absent[0]['name']}" in table
+    row = next(line for line in table.splitlines() if absent[0]["name"] in line
+               and "left out" not in line)
+    assert row.split()[-4:-2] == ["-", "-"]  # no IoU shown, real or synthetic
+
+
+def test_frechet_distance_over_few_chips_warns(setup, reports):
+    from geospade.evaluation.evaluate import MIN_FRECHET_CHIPS
+
+    report = reports["good"]
+    assert report["frechet"]["samples"] < MIN_FRECHET_CHIPS
+    assert f"fewer than {MIN_FRECHET_CHIPS}" in report["frechet"]["note"]
+    with pytest.warns(UserWarning, match="Frechet distance over only"):
+        evaluate(setup["good"], setup["chips"], setup["root"] / "report_few",
+                 segmenter=setup["segmenter"], device="cpu", panel_chips=0, progress=False)
+    assert "note: Frechet distance over only" in (
+        setup["root"] / "report_few" / "report.txt").read_text()
+
+
+def test_segmenter_defaults_are_sized_for_the_chips():
+    from geospade.evaluation.segmenter import default_schedule
+
+    assert default_schedule(64, 1000) == (500, 16)
+    steps, batch = default_schedule(256, 1000)
+    assert batch == 16 and steps == 125  # 16x the pixels per chip: 4x the work of 64 px
+    assert default_schedule(512, 1000)[1] == 4  # smaller batches for large chips
+    assert default_schedule(64, 20) == (50 * 1, 16)  # at most 50 passes over 20 chips
+
+
+def test_segmenter_prints_an_estimate_and_shows_time_left(setup, tmp_path, capsys):
+    train_segmenter(setup["chips"], tmp_path / "seg.pt", steps=8, batch_size=2,
+                    base_channels=4, depth=2, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "train segmenter: 8 steps of 2 chips of 64 px; about" in err
+    assert "<" in err  # tqdm's [elapsed<remaining]

@@ -10,6 +10,7 @@ import pytest
 from geospade.errors import InputError
 from geospade.evaluation.metrics import (
     ColourStats,
+    classes_without_truth,
     confusion_matrix,
     frechet_distance,
     frechet_distance_of,
@@ -45,12 +46,14 @@ def test_iou_miou_and_accuracy_of_a_hand_made_matrix():
     assert pixel_accuracy(matrix) == pytest.approx(7 / 9)
 
 
-def test_class_predicted_but_absent_from_truth_counts_as_zero_iou():
+def test_class_predicted_but_absent_from_truth_is_left_out_of_the_mean():
     matrix = np.array([[2, 2],
-                       [0, 0]])  # class 1 never true but predicted twice: a real error
+                       [0, 0]])  # class 1 never true but predicted twice
     ious = iou_per_class(matrix)
     assert ious[1] == 0.0
-    assert mean_iou(matrix) == pytest.approx((0.5 + 0.0) / 2)
+    # The error already halves class 0's IoU; counting class 1 as 0 too would punish it twice.
+    assert mean_iou(matrix) == pytest.approx(0.5)
+    assert classes_without_truth(matrix) == [1]
 
 
 def test_empty_matrix_has_no_scores():

@@ -100,3 +100,20 @@ def test_chesapeake_recipe_launches_torchrun_for_several_gpus(tmp_path, capsys):
     assert "torch.distributed.run" in train and "--nproc_per_node=4" in train
     assert any("export-chips" in line for line in lines)
     assert any("--cog" in line for line in lines)
+
+
+def test_chesapeake_help_documents_every_option(capsys):
+    recipe = _load_script("chesapeake")
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+    parser_actions = [line for line in text.splitlines() if line.startswith("  -")]
+    assert len(parser_actions) >= 20
+    # argparse puts a help text on the option's line or on the next, indented line.
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  -") and not line.startswith("  -h"):
+            rest = line.split("  ")[2:] if len(line) > 24 else []
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            assert any(part.strip() for part in rest) or following.startswith(" " * 24), line

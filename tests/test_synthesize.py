@@ -28,7 +28,8 @@ from geospade.synthesis.model import random_model, save_model
 
 NODATA = CHESAPEAKE_7.nodata  # 15
 CRS = "EPSG:32618"
-TRANSFORM = Affine(1.0, 0.0, 360000.0, 0.0, -1.0, 4310000.0)
+# A corner on a whole multiple of 512 world pixels: tile grids start at the raster's corner.
+TRANSFORM = Affine(1.0, 0.0, 360448.0, 0.0, -1.0, 4310016.0)
 
 
 def blocky_labels(height: int, width: int, seed: int = 0, cell: int = 24) -> np.ndarray:
@@ -331,3 +332,24 @@ def test_plan_checks_halo_and_feather():
         plan_tiles(100, 100, tile_size=64, halo=24, multiple_of=16)
     with pytest.raises(GridError, match="needs a halo"):
         plan_tiles(100, 100, tile_size=64, halo=8, feather=32, multiple_of=8)
+
+
+def test_refuses_a_non_geotiff_output_name(scene, checkpoint, tmp_path):
+    path, _ = scene
+    with pytest.raises(InputError, match="writes a GeoTIFF") as exc:
+        synthesize(path, checkpoint, tmp_path / "x.png", progress=False)
+    assert "x.tif" in str(exc.value)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["rgb", "float"])
+def test_refuses_rgb_or_continuous_land_cover(checkpoint, tmp_path, kind):
+    data = (np.ones((3, 64, 64), np.uint8) if kind == "rgb"
+            else np.full((1, 64, 64), 0.5, np.float32))
+    path = tmp_path / f"{kind}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=data.shape[0],
+                       dtype=data.dtype.name, crs=CRS, transform=TRANSFORM) as dst:
+        dst.write(data)
+    hint = "3 bands" if kind == "rgb" else "continuous values"
+    with pytest.raises(InputError, match=hint):
+        synthesize(path, checkpoint, tmp_path / "out.tif", progress=False)

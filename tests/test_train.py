@@ -147,7 +147,7 @@ def test_run_folder_layout(short_run):
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     # 4 validation chips of 64 px with 2 px gaps: label | real | generated.
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (width, height) == (3 * 64 + 2 * 2, 4 * 64 + 3 * 2)
+    assert (width, height) == (3 * 64 + 2 * 2, 13 + 4 * 64 + 3 * 2)  # heading + 4 rows
     assert not list(short_run.rglob("*.partial*"))
 
 
@@ -285,11 +285,17 @@ def test_sample_grid_panels(demo_chips, tmp_path):
     data = ChipDataset(demo_chips, "val")
     labels = torch.stack([data[i]["label"] for i in range(2)])
     real = torch.stack([data[i]["image"] for i in range(2)])
-    grid = sample_grid(labels, real, -real, data.class_scheme, gap=2)
+    grid = sample_grid(labels, real, -real, data.class_scheme, gap=2, headings=False)
     assert grid.shape == (2 * 64 + 2, 3 * 64 + 4, 3)
     palette = data.class_scheme.palette()
     assert (grid[:64, :64] == palette[labels[0].numpy()]).all()
     assert (grid[:64, 66:130] == ((real[0, :3].permute(1, 2, 0) + 1) * 127.5).round().numpy()).all()
+    headed = sample_grid(labels, real, -real, data.class_scheme, gap=2)
+    strip = headed.shape[0] - grid.shape[0]
+    assert strip > 7 and (headed[strip:] == grid).all()
+    for col in range(3):  # dark text over each of the three columns, on white
+        heading = headed[:strip, col * 66:col * 66 + 64]
+        assert (heading == 0).any() and (heading == 255).mean() > 0.5
     path = write_png(tmp_path / "g.png", grid)
     assert path.read_bytes()[12:16] == b"IHDR"
 

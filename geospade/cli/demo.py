@@ -1,12 +1,15 @@
 """Run the whole pipeline on the built-in demo scene: demo scene -> chips -> training ->
 synthesis of the whole demo land cover -> evaluation, then write quickstart.png (land cover |
-real imagery | synthetic imagery) and report.md into OUT_DIR. On a 2-core CPU it takes about
-ten minutes with the small model; with a GPU it trains the paper-size model.
+real imagery | synthetic imagery) and report.md into OUT_DIR. On a CPU it trains the small
+model (the README's Set-up section gives a measured duration); with a GPU it trains the
+paper-size model.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from geospade.cli import add_quiet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every stage")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an earlier run in OUT_DIR")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR",
@@ -18,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagery bands: 3 (RGB) or 4 (RGB + near infrared)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the scene's files if they exist")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="do not show a progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

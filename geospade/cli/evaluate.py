@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade evaluate``."""
@@ -19,8 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chips", required=True, metavar="CHIPS_DIR", help="chip folder")
     parser.add_argument("--segmenter", required=True, metavar="SEG.pt",
                         help="segmenter written by geospade train-segmenter")
-    parser.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
-                        help="report folder to write")
+    add_output(parser, required=True, metavar="REPORT_DIR", help="report folder to write")
     parser.add_argument("--split", default="val", choices=("val", "train", "all"),
                         help="chips to score (val falls back to all when there are none)")
     parser.add_argument("--synthetic", metavar="OUT.tif",
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worst and best chips shown in panel.png")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                       split=args.split, synthetic=args.synthetic, tile_size=args.tile_size,
                       landcover=args.landcover, seed=args.seed, batch_size=args.batch_size,
                       device=args.device, inception_weights=args.inception_weights,
-                      panel_chips=args.panel_chips, overwrite=args.overwrite)
+                      panel_chips=args.panel_chips, overwrite=args.overwrite,
+                      progress=args.progress)
     print(format_table(report))
     print(f"report written to {args.output}")
     return 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geospade.cli import add_output, add_quiet
+
 
 def _fraction(text: str) -> float:
     value = float(text)
@@ -30,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="imagery of the same areas (any CRS, resolution and alignment): "
                              "files, quoted glob patterns or folders; each land cover gets the "
                              "files overlapping it")
-    parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True,
-                        help="chip folder to create")
-    parser.add_argument("--tile-size", type=int, default=256, help="chip side in pixels (a multiple of 8; 32 suits every model preset)")
+    add_output(parser, dest="out_dir", type=Path, required=True, metavar="OUT_DIR",
+               help="chip folder to create")
+    parser.add_argument("--tile-size", type=int, default=256,
+                        help="chip side in pixels (a multiple of 8; 32 suits every model preset)")
     parser.add_argument("--stride", type=int, default=None,
                         help="step between chips in pixels (None: the tile size)")
     parser.add_argument("--max-nodata", type=_fraction, default=0.0,
@@ -63,8 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reader/writer threads (None: the CPU count, at most 4)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output folder if it is not empty")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="do not show progress bars")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

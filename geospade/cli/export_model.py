@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade export-model``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
                         help="training run folder (its latest checkpoint) or a checkpoint .pt")
-    parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="model package to write (.dlpk), or a slim checkpoint (.pt)")
+    add_output(parser, required=True, type=Path, metavar="MODEL.dlpk",
+               help="model package to write (.dlpk), or a slim checkpoint (.pt)")
     parser.add_argument("--tile-size", type=int, default=None,
                         help="tile side of Pro's blocks; none: the training chip size")
     parser.add_argument("--padding", type=int, default=None,
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half", action="store_true",
                         help="store the weights in half precision (float16): half the size")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    add_quiet(parser)  # accepted for a uniform command line: packaging shows no bar
 
 
 def run(args: argparse.Namespace) -> int:

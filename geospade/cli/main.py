@@ -12,7 +12,9 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from geospade import __version__
 from geospade.errors import GeospadeError
@@ -28,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-segmenter": ("train_segmenter", "train the land-cover segmenter that evaluate uses"),
     "evaluate": ("evaluate", "score a model: segmentation consistency, Frechet distance, colours"),
     "export-model": ("export_model", "package a trained model as an Esri .dlpk for ArcGIS Pro"),
+    "info": ("info", "show a checkpoint's model card, a chip folder's or a raster's summary"),
     "demo": ("demo", "run the whole pipeline on the built-in demo scene (quickstart)"),
 }
 
@@ -71,6 +74,37 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+# Destinations of the output options (-o/--output, OUT_DIR): their parents are created.
+OUTPUT_DESTS = ("output", "out_dir", "run_dir")
+
+
+def _note_new_folders(args: argparse.Namespace) -> None:
+    """Say on stderr when an output's folder does not exist yet (the command creates it)."""
+    for dest in OUTPUT_DESTS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        parent = Path(value).expanduser().absolute().parent
+        if not parent.exists():
+            print(f"geospade {args.command}: note: folder {parent} does not exist; "
+                  "creating it", file=sys.stderr)
+
+
+def _warning_printer(command: str, fallback: Callable) -> Callable:
+    """A ``warnings.showwarning`` that prints geospade's own warnings as one line
+    ("geospade COMMAND: warning: ..."), without Python's source file and line."""
+    package = Path(__file__).resolve().parents[1]
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        ours = category.__module__.startswith("geospade") or \
+            Path(filename).resolve().is_relative_to(package)
+        if not ours:
+            return fallback(message, category, filename, lineno, file, line)
+        print(f"geospade {command}: warning: {message}", file=file or sys.stderr)
+        return None
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     if threading.current_thread() is threading.main_thread():
@@ -84,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    _note_new_folders(args)
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():  # restores showwarning for library callers
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args._run(args) or 0)
     except GeospadeError as exc:
         if verbose:
             raise

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade seam-score``."""
     parser.add_argument("image", help="synthesised raster (GeoTIFF)")
     parser.add_argument("--tile-size", type=int, required=True,
                         help="tile size the raster was generated with")
-    parser.add_argument("--offset", type=int, default=0,
-                        help="pixel position of the tile grid's origin")
+    parser.add_argument("--offset", type=int, default=None,
+                        help="pixel position of the tile grid's origin (default: the grid "
+                             "geospade synthesize anchors in the CRS, from the raster's "
+                             "georeferencing)")
     parser.add_argument("--period", type=int, default=1,
                         help="compare boundaries only with interior lines at the same phase of "
                              "this period: the generator's downsampling factor (e.g. 16) tells "
                              "seams from the model's own periodic texture; 1 = every line")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade synthesize``."""
     parser.add_argument("landcover", help="single-band integer land-cover raster")
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint .pt file or training run folder")
-    parser.add_argument("-o", "--output", required=True, help="output GeoTIFF")
+    add_output(parser, required=True, metavar="OUT.tif", help="output GeoTIFF (.tif)")
     parser.add_argument("--tile-size", type=int, default=None,
                         help="tile core size in pixels, a multiple of the generator's 2**k "
                              "(default: 512, or less for a small raster)")
@@ -45,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seam-score", action="store_true",
                         help="measure and print the seam score of the output")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--no-progress", "-q", "--quiet", dest="progress", action="store_false",
-                        help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from geospade.cli import add_output, add_quiet
 from geospade.errors import InputError
 from geospade.training.config import TrainConfig, field_kind
 
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chips_dir", metavar="CHIPS_DIR", type=Path, nargs="+",
                         help="chip folder(s) written by geospade export-chips or ArcGIS Pro "
                              "(Classified_Tiles); several are trained on as one set")
-    parser.add_argument("-o", "--output", dest="run_dir", metavar="RUN_DIR", type=Path,
-                        required=True, help="run folder for checkpoints, samples and metrics")
+    add_output(parser, dest="run_dir", metavar="RUN_DIR", type=Path, required=True,
+               help="run folder for checkpoints, samples and metrics")
     parser.add_argument("--config", type=Path, metavar="FILE.yaml",
                         help="training options as YAML; flags given here override them")
     run = parser.add_mutually_exclusive_group()
@@ -36,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="continue the run in RUN_DIR from checkpoints/latest.pt")
     run.add_argument("--overwrite", action="store_true",
                      help="start again in a RUN_DIR that already holds a run")
-    parser.add_argument("--no-progress", "-q", "--quiet", dest="progress", action="store_false",
-                        help="no progress bar")
+    add_quiet(parser)
     options = parser.add_argument_group(
         "training options", "defaults shown are TrainConfig's; unset flags keep the value "
         "from --config (or from the run's config.yaml with --resume)")

@@ -23,6 +23,7 @@ from geospade.checkpoint import checkpoint_input
 from geospade.errors import ClassSchemeError, InputError
 from geospade.evaluation.metrics import (
     ColourStats,
+    classes_without_truth,
     confusion_matrix,
     frechet_distance_of,
     iou_per_class,
@@ -33,6 +34,9 @@ from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import atomic_dir, check_not_input, check_output
 
 log = logging.getLogger(__name__)
+
+# Fewer chips than this make a Frechet distance too noisy to rank models: warn.
+MIN_FRECHET_CHIPS = 50
 
 
 @dataclass
@@ -335,6 +339,13 @@ def build_report(scores: ChipScores, model, dataset, *, split: str, seed: int, c
         note = (f"{samples} chips for {dims} feature dimensions: the covariance is rank-"
                 "deficient, so compare this distance only between models scored on the same "
                 "chips")
+    if samples < MIN_FRECHET_CHIPS:
+        few = (f"Frechet distance over only {samples} chips (fewer than {MIN_FRECHET_CHIPS}): "
+               "it is noisy and biased upwards; score more chips (--split all) or compare it "
+               "only between models scored on the same chips")
+        warnings.warn(few, stacklevel=2)
+        note = few if note is None else f"{few}; {note}"
+    left_out = [scheme.classes[c].name for c in classes_without_truth(scores.confusion_real)]
     ranked = sorted((a, i) for i, a in scores.chip_accuracy if math.isfinite(a))
     return {
         "geospade_version": __version__,
@@ -351,6 +362,7 @@ def build_report(scores: ChipScores, model, dataset, *, split: str, seed: int, c
         "band_names": list(model.imagery.band_names),
         "pixel_units": {"dtype": model.imagery.dtype, "low": list(model.imagery.low),
                         "high": list(model.imagery.high)},
+        "miou_left_out": left_out,
         "real": {"miou": mean_iou(scores.confusion_real),
                  "pixel_accuracy": pixel_accuracy(scores.confusion_real)},
         "synthetic": {"miou": mean_iou(scores.confusion_synthetic),

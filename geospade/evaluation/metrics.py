@@ -56,12 +56,20 @@ def iou_per_class(matrix: np.ndarray) -> np.ndarray:
 
 
 def mean_iou(matrix: np.ndarray) -> float:
-    """Mean IoU over the classes present in the truth or the predictions (NaN IoUs skipped).
+    """Mean IoU over the classes with true pixels (rows of the matrix with a count).
 
-    NaN when no class is present at all (an empty matrix).
+    A class the truth does not contain is left out even when it was predicted: its IoU
+    would be 0 whatever the model does, and those wrong pixels already lower the IoU of the
+    classes they truly belong to. NaN when no class has true pixels (an empty matrix).
     """
     ious = iou_per_class(matrix)
-    return float(np.nanmean(ious)) if np.isfinite(ious).any() else float("nan")
+    present = np.asarray(matrix).sum(axis=1) > 0
+    return float(np.mean(ious[present])) if present.any() else float("nan")
+
+
+def classes_without_truth(matrix: np.ndarray) -> list[int]:
+    """Indices of the classes with no true pixels: those :func:`mean_iou` leaves out."""
+    return [int(i) for i in np.flatnonzero(np.asarray(matrix).sum(axis=1) == 0)]
 
 
 def pixel_accuracy(matrix: np.ndarray) -> float:

@@ -3,7 +3,7 @@
 The JSON holds every number (NaN, e.g. the IoU of a class absent from the chips, becomes
 null); the table shows per class the IoU on real and synthetic chips and the mean colours;
 the panel shows the worst and best chips by synthetic pixel accuracy as rows of
-label colours | real | synthetic | segmentation of the synthetic image.
+label colours | real | synthetic | segmentation of the synthetic image, under a heading.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from geospade.classes import ClassScheme
+from geospade.font import heading_strip
 from geospade.imagery import ImageryInfo
 from geospade.preview import imagery_rgb, landcover_rgb, side_by_side, write_png
 
 PANEL_MIN_SIZE = 128  # small chips are enlarged (nearest) to at least this many pixels
+PANEL_HEADINGS = ("land cover", "real", "synthetic", "segmentation")
+PANEL_GAP = 8  # pixels between pictures (side_by_side's default)
 
 
 def write_report(folder: str | Path, report: dict, panel, scheme: ClassScheme,
@@ -74,8 +77,11 @@ def format_table(report: dict) -> str:
     """
     header = ("class", "pixels", "IoU real", "IoU synth", "mean colour real",
               "mean colour synth")
-    rows = [(f"{c['value']} {c['name']}", str(c["pixels"]), _num(c["iou_real"]),
-             _num(c["iou_synthetic"]), _colour(c["colour_real"]["mean"]),
+    # A class without true pixels has no IoU worth showing (and is left out of the mIoU).
+    rows = [(f"{c['value']} {c['name']}", str(c["pixels"]),
+             _num(c["iou_real"] if c["pixels"] else None),
+             _num(c["iou_synthetic"] if c["pixels"] else None),
+             _colour(c["colour_real"]["mean"]),
              _colour(c["colour_synthetic"]["mean"])) for c in report["classes"]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -89,11 +95,17 @@ def format_table(report: dict) -> str:
            line(["-" * w for w in widths]), *map(line, rows), ""]
     real, syn = report["real"], report["synthetic"]
     out.append(f"mIoU            real {_num(real['miou'])}   synthetic {_num(syn['miou'])}")
+    left_out = report.get("miou_left_out") or []
+    if left_out:
+        out.append(f"                (over classes with true pixels; left out: "
+                   f"{', '.join(left_out)})")
     out.append(f"pixel accuracy  real {_num(real['pixel_accuracy'])}   "
                f"synthetic {_num(syn['pixel_accuracy'])}")
     frechet = report["frechet"]
     out.append(f"Frechet distance (segmenter features, {frechet['samples']} chips, "
                f"{frechet['dimensions']}-d): {_num(frechet['segmenter_features'], 4)}")
+    if frechet.get("note"):
+        out.append(f"                note: {frechet['note']}")
     if report.get("inception_fid") is not None:
         out.append(f"Inception FID: {_num(report['inception_fid'], 2)}")
     seams = report.get("seams")
@@ -126,7 +138,8 @@ def panel_row(chip, scheme: ClassScheme, imagery: ImageryInfo) -> np.ndarray:
 
 
 def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) -> np.ndarray:
-    """Rows of the worst chips, a thicker gap, then rows of the best chips (3, H, W) uint8."""
+    """(3, H, W) uint8: a heading naming the four columns, rows of the worst chips, a thicker
+    gap, then rows of the best chips."""
     groups = [[panel_row(c, scheme, imagery) for c in chips]
               for chips in (panel.worst, panel.best) if chips]
     parts = []
@@ -136,6 +149,9 @@ def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) 
                 parts.append(np.full((3, gap * (3 if r == 0 and g else 1), row.shape[2]), 255,
                                      np.uint8))
             parts.append(row)
+    first = (panel.worst or panel.best)[0]
+    picture = _enlarge(landcover_rgb(_index_to_values(first.labels, scheme), scheme)).shape[2]
+    parts.insert(0, heading_strip(PANEL_HEADINGS, [picture] * 4, PANEL_GAP))
     width = max(p.shape[2] for p in parts)
     parts = [np.pad(p, ((0, 0), (0, 0), (0, width - p.shape[2])), constant_values=255)
              for p in parts]

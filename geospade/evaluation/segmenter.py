@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,28 @@ log = logging.getLogger(__name__)
 
 KIND = "segmenter"
 CACHE_BYTES = 1 << 30  # training chips up to this size are kept in memory once read
+# Default schedule: 500 steps of 16 chips at 64 px; fewer steps (and, past 256 px, smaller
+# batches) for larger chips, so a default run costs a few minutes on a laptop CPU at any
+# chip size, and at most MAX_DEFAULT_EPOCHS passes over a small chip folder.
+REFERENCE_CHIP, REFERENCE_STEPS, REFERENCE_BATCH = 64, 500, 16
+MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS = 50, 50
+ESTIMATE_AFTER = 5  # steps timed before the run's duration is estimated
+
+
+def default_schedule(chip_size: int, train_chips: int) -> tuple[int, int]:
+    """(steps, batch size) sized for the chips: steps fall as 1 / chip side (each step sees
+    more pixels), batches shrink as 1 / area past 256 px (memory), and the run makes at most
+    :data:`MAX_DEFAULT_EPOCHS` passes over the training chips."""
+    chip_size, train_chips = max(1, int(chip_size)), max(1, int(train_chips))
+    batch = REFERENCE_BATCH if chip_size <= 256 else max(2, REFERENCE_BATCH * 256**2 // chip_size**2)
+    batch = min(batch, train_chips)
+    steps = max(MIN_DEFAULT_STEPS, round(REFERENCE_STEPS * REFERENCE_CHIP / chip_size))
+    per_epoch = max(1, train_chips // batch)
+    return min(steps, MAX_DEFAULT_EPOCHS * per_epoch), batch
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _conv_block(fin: int, fout: int) -> nn.Sequential:
@@ -158,8 +182,8 @@ def train_segmenter(
     chips_dir: str | Path,
     out_path: str | Path,
     *,
-    steps: int = 500,
-    batch_size: int = 16,
+    steps: int | None = None,
+    batch_size: int | None = None,
     learning_rate: float = 2e-3,
     base_channels: int = 16,
     depth: int = 3,
@@ -178,8 +202,8 @@ def train_segmenter(
     Args:
         chips_dir: chip folder (geospade export or ArcGIS Classified_Tiles).
         out_path: segmenter file to write (atomically).
-        steps: optimiser steps.
-        batch_size: chips per step.
+        steps: optimiser steps (None: sized for the chips, see :func:`default_schedule`).
+        batch_size: chips per step (None: sized for the chips).
         learning_rate: Adam's initial learning rate.
         base_channels: U-Net width of its first level.
         depth: U-Net poolings (chips are padded to a multiple of 2**depth).
@@ -187,6 +211,8 @@ def train_segmenter(
         seed: seeds the weights, the chip order and the augmentation.
         overwrite: replace an existing ``out_path``.
         progress: progress bar (True), silent (False) or a callback(done, total, message).
+            The bar shows the time left; after a few steps it also prints an estimate of
+            the whole run.
 
     Returns:
         ``out_path``.
@@ -201,12 +227,16 @@ def train_segmenter(
 
     out_path = check_output_file(out_path, overwrite)
     check_not_input([out_path], {"chip folder": chips_dir})
-    if steps < 1 or batch_size < 1 or not learning_rate > 0:
+    if (steps is not None and steps < 1) or (batch_size is not None and batch_size < 1) \
+            or not learning_rate > 0:
         raise InputError(f"steps ({steps}), batch size ({batch_size}) and learning rate "
                          f"({learning_rate}) must be positive")
     device = resolve_device(device)
     torch.manual_seed(seed)
     train_set = ChipDataset(chips_dir, split="train", augment=True, seed=seed)
+    default_steps, default_batch = default_schedule(train_set.tile_size, len(train_set))
+    steps = default_steps if steps is None else steps
+    batch_size = default_batch if batch_size is None else batch_size
     scheme, imagery = train_set.class_scheme, train_set.imagery
     chip_bytes = train_set.tile_size**2 * (imagery.count * 4 + 8)
     if len(train_set) * chip_bytes <= CACHE_BYTES:
@@ -222,6 +252,7 @@ def train_segmenter(
                                          shuffle=True, drop_last=True, generator=generator)
     network.train()
     step, epoch = 0, 0
+    began = 0.0
     with progress_bar(progress, total=steps, desc="train segmenter", unit="step") as bar:
         while step < steps:
             train_set.set_epoch(epoch)
@@ -240,6 +271,13 @@ def train_segmenter(
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if step == 1:
+                    began = time.perf_counter()  # the first step includes warm-up costs
+                elif step == 1 + ESTIMATE_AFTER and progress is True and steps > step:
+                    per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
+                    bar.write(f"train segmenter: {steps} steps of {batch_size} chips of "
+                              f"{train_set.tile_size} px; about {_duration(per_step * steps)} "
+                              f"on {device} ({per_step:.2f} s/step)", file=sys.stderr)
                 if step >= steps:
                     break
             epoch += 1

@@ -39,7 +39,8 @@ def cosine_ramp(width: int) -> np.ndarray:
 
 def axis_weights(index: int, n_tiles: int, tile_size: int, feather: int) -> np.ndarray:
     """One tile's weights along one axis over its kept range: a ramp up over the band shared
-    with the previous tile, 1 in between, a ramp down over the band shared with the next."""
+    with the previous tile, 1 in between, a ramp down over the band shared with the next.
+    (They do not depend on where the grid starts.)"""
     start, stop = kept_range(index, n_tiles, tile_size, feather)
     weights = np.ones(stop - start, dtype=np.float32)
     if feather:
@@ -67,18 +68,20 @@ class Segment:
     tiles: tuple[int, ...]
 
 
-def axis_segments(n_tiles: int, tile_size: int, feather: int, extent: int) -> list[Segment]:
-    """Tile interiors and boundary bands along one axis, clipped to ``[0, extent)``."""
+def axis_segments(n_tiles: int, tile_size: int, feather: int, extent: int,
+                  origin: int = 0) -> list[Segment]:
+    """Tile interiors and boundary bands along one axis, clipped to ``[0, extent)``; tile 0
+    starts at pixel ``origin`` (<= 0 for a grid anchored before the raster)."""
     half = feather // 2
     segments = []
     for k in range(n_tiles):
-        start = k * tile_size + (half if k > 0 else 0)
-        stop = (k + 1) * tile_size - (half if k < n_tiles - 1 else 0)
+        start = origin + k * tile_size + (half if k > 0 else 0)
+        stop = origin + (k + 1) * tile_size - (half if k < n_tiles - 1 else 0)
         segments.append(Segment(start, stop, (k,)))
         if k < n_tiles - 1 and half:
-            boundary = (k + 1) * tile_size
+            boundary = origin + (k + 1) * tile_size
             segments.append(Segment(boundary - half, boundary + half, (k, k + 1)))
-    clipped = [Segment(s.start, min(s.stop, extent), s.tiles) for s in segments]
+    clipped = [Segment(max(s.start, 0), min(s.stop, extent), s.tiles) for s in segments]
     return [s for s in clipped if s.stop > s.start]
 
 
@@ -119,8 +122,8 @@ class FeatherBlender:
 
     def __post_init__(self) -> None:
         grid, f = self.plan.grid, self.plan.feather
-        self._rows = axis_segments(grid.n_rows, grid.tile_size, f, grid.height)
-        self._cols = axis_segments(grid.n_cols, grid.tile_size, f, grid.width)
+        self._rows = axis_segments(grid.n_rows, grid.tile_size, f, grid.height, grid.row_origin)
+        self._cols = axis_segments(grid.n_cols, grid.tile_size, f, grid.width, grid.col_origin)
         self._rows_of = _segments_by_tile(self._rows, grid.n_rows)
         self._cols_of = _segments_by_tile(self._cols, grid.n_cols)
 

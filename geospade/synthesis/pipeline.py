@@ -284,7 +284,8 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
                 raise item.error
             if isinstance(item, _End):
                 break
-            outputs = _generate(model, item, plan.halo, seed, stats)
+            outputs = _generate(model, item, plan.halo, seed, stats,
+                                (plan.world_row, plan.world_col))
             for tile_input, output in zip(item, outputs, strict=True):
                 rows, cols = plan.kept_slices(tile_input.tile)
                 kept = None if output is None else output[:, rows, cols]
@@ -314,16 +315,18 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
 
 
 def _generate(model: LoadedModel, batch: list[TileInput], halo: int, seed: int,
-              stats: RunStats) -> list[np.ndarray | None]:
+              stats: RunStats, world: tuple[int, int] = (0, 0)) -> list[np.ndarray | None]:
     """Generator outputs (bands, S, S) for a batch; None for skipped tiles."""
     todo = [t for t in batch if t.indices is not None]
+    world_row, world_col = world
     stats.skipped += len(batch) - len(todo)
     if not todo:
         return [None] * len(batch)
     began = time.perf_counter()
+    # Noise is indexed by world pixels, so separate runs over one area draw the same noise.
     out = model.generate(np.stack([t.indices for t in todo]),
-                         [t.tile.row_off - halo for t in todo],
-                         [t.tile.col_off - halo for t in todo], seed)
+                         [world_row + t.tile.row_off - halo for t in todo],
+                         [world_col + t.tile.col_off - halo for t in todo], seed)
     stats.generate_seconds += time.perf_counter() - began
     stats.generated += len(todo)
     stats.forward_calls += 1

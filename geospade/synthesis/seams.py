@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from geospade.errors import InputError
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import open_raster, read_pixels
+from geospade.synthesis.plan import world_offset
 
 STRIP_BYTES = 16 * 2**20  # pixel bytes per strip read (about 20x that while scoring it)
 
@@ -67,8 +68,9 @@ class SeamStats:
         self.interior_count += int(inner.sum()) * bands
 
 
-def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | None = None,
-               period: int = 1, progress: ProgressArg = False) -> float:
+def seam_score(image, tile_size: int, offset: int | tuple[int, int] | None = None, *,
+               mask: np.ndarray | None = None, period: int = 1,
+               progress: ProgressArg = False) -> float:
     """The seam score of a raster file or an array for tiles of ``tile_size`` pixels.
 
     Args:
@@ -76,7 +78,9 @@ def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | Non
             (bands, H, W) or (H, W).
         tile_size: the tile size used to generate it; boundaries lie at columns and rows
             ``offset + k * tile_size`` (k >= 1), between that pixel and the one before it.
-        offset: position of the tile grid's origin (0 for geospade's grids).
+        offset: position of the tile grid's origin, one int for both axes or (row, col).
+            None: for a file, the world-anchored grid that ``geospade synthesize`` lays
+            (from its georeferencing, see :mod:`geospade.synthesis.plan`); for an array, 0.
         mask: for an array, bool (H, W), True where valid (default: every pixel).
         period: compare boundaries only with interior lines ``offset + k * period`` (the
             generator's downsampling factor separates seams from its periodic texture);
@@ -103,7 +107,7 @@ def seam_score(image, tile_size: int, offset: int = 0, *, mask: np.ndarray | Non
     return stats.score
 
 
-def seam_stats(image, tile_size: int, offset: int = 0, *,
+def seam_stats(image, tile_size: int, offset: int | tuple[int, int] | None = None, *,
                mask: np.ndarray | None = None, period: int = 1,
                progress: ProgressArg = False) -> SeamStats:
     """The sums behind :func:`seam_score` (add several to score parts of a raster together).
@@ -115,9 +119,9 @@ def seam_stats(image, tile_size: int, offset: int = 0, *,
     if period <= 0 or tile_size % period:
         raise InputError(f"period {period} does not divide the tile size {tile_size}",
                          hint="Use the generator's downsampling factor (a power of 2), or 1.")
-    grid = _Grid(tile_size, offset, period)
     if isinstance(image, (str, Path)):
-        return _file_stats(Path(image), grid, progress)
+        return _file_stats(Path(image), tile_size, offset, period, progress)
+    grid = _Grid(tile_size, *_offsets(offset if offset is not None else 0), period)
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[None]
@@ -127,18 +131,29 @@ def seam_stats(image, tile_size: int, offset: int = 0, *,
     return stats
 
 
+def _offsets(offset: int | tuple[int, int]) -> tuple[int, int]:
+    """(row, col) grid origins from one int or a pair."""
+    if isinstance(offset, (tuple, list)):
+        row, col = offset
+        return int(row), int(col)
+    return int(offset), int(offset)
+
+
 @dataclass(frozen=True)
 class _Grid:
     tile_size: int
-    offset: int
+    row_offset: int
+    col_offset: int
     period: int
 
-    def lines(self, n: int, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """bool (n - 1,) twice, for the pairs (i - 1, i) of positions ``start + i``: does the
-        pair straddle a tile boundary; is it at the boundaries' phase of the period."""
+    def lines(self, n: int, start: int, axis: str) -> tuple[np.ndarray, np.ndarray]:
+        """bool (n - 1,) twice, for the pairs (i - 1, i) of positions ``start + i`` along
+        ``axis`` ("row" or "col"): does the pair straddle a tile boundary; is it at the
+        boundaries' phase of the period."""
+        offset = self.row_offset if axis == "row" else self.col_offset
         pos = np.arange(start, start + n)[1:]
-        at_seam = (pos - self.offset) % self.tile_size == 0
-        return at_seam, (pos - self.offset) % self.period == 0
+        at_seam = (pos - offset) % self.tile_size == 0
+        return at_seam, (pos - offset) % self.period == 0
 
 
 def _add_strip(stats: SeamStats, strip: np.ndarray, valid: np.ndarray,
@@ -150,7 +165,7 @@ def _add_strip(stats: SeamStats, strip: np.ndarray, valid: np.ndarray,
     # Horizontal neighbours: column c against c - 1.
     diffs = np.abs(data[:, :, 1:] - data[:, :, :-1])
     pair = valid[:, 1:] & valid[:, :-1]
-    at_col, base_col = grid.lines(data.shape[2], 0)
+    at_col, base_col = grid.lines(data.shape[2], 0, "col")
     stats.add(diffs, pair, at_col[None, :], base_col[None, :])
     # Vertical neighbours: row r against r - 1, including the first row against prev_row.
     if prev_row is not None:
@@ -159,13 +174,18 @@ def _add_strip(stats: SeamStats, strip: np.ndarray, valid: np.ndarray,
         row_off -= 1
     diffs = np.abs(data[:, 1:, :] - data[:, :-1, :])
     pair = valid[1:, :] & valid[:-1, :]
-    at_row, base_row = grid.lines(data.shape[1], row_off)
+    at_row, base_row = grid.lines(data.shape[1], row_off, "row")
     stats.add(diffs, pair, at_row[:, None], base_row[:, None])
 
 
-def _file_stats(path: Path, grid: _Grid, progress: ProgressArg) -> SeamStats:
+def _file_stats(path: Path, tile_size: int, offset, period: int,
+                progress: ProgressArg) -> SeamStats:
     stats = SeamStats()
     with open_raster(path, "raster") as ds:
+        if offset is None:
+            world_row, world_col = world_offset(ds.transform)
+            offset = (-(world_row % tile_size), -(world_col % tile_size))
+        grid = _Grid(tile_size, *_offsets(offset), period)
         row_bytes = ds.width * ds.count * np.dtype(ds.dtypes[0]).itemsize
         strip_rows = max(1, STRIP_BYTES // max(row_bytes, 1))
         prev_row = prev_valid = None

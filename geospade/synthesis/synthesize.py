@@ -50,10 +50,12 @@ from geospade.synthesis.plan import (
     default_tile_size,
     plan_tiles,
     round_up,
+    world_offset,
 )
 
 log = logging.getLogger(__name__)
 
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
 RESOLUTION_TOLERANCE = 0.05  # relative pixel-size difference accepted without a warning
 PREVIEW_SIZE = 1024
 
@@ -117,11 +119,13 @@ def load_model(checkpoint: str | Path | LoadedModel, device: str = "auto") -> Lo
 
 def make_plan(model: LoadedModel, width: int, height: int, *, tile_size: int | None = None,
               halo: int | None = None, feather: int | None = None,
-              source: str | None = None) -> SynthesisPlan:
+              source: str | None = None, transform: Affine | None = None) -> SynthesisPlan:
     """The tile plan for a raster, filling in defaults from the model.
 
-    Defaults: tiles of 512 px (smaller for a small raster), a halo of the generator's
-    receptive field (at most 128 px), a feather of 32 px (narrower if the halo is small).
+    Defaults: tiles of 512 px, a halo of the generator's receptive field (at most 128 px), a
+    feather of 32 px (narrower if the halo is small). ``transform`` anchors the tile grid
+    and the noise in the world (see :mod:`geospade.synthesis.plan`); None anchors them at
+    the raster's own corner.
     """
     factor = model.downsampling_factor
     if tile_size is not None and int(tile_size) <= 0:  # 0 must not quietly mean "default"
@@ -133,7 +137,7 @@ def make_plan(model: LoadedModel, width: int, height: int, *, tile_size: int | N
     if feather is None:
         feather = min(DEFAULT_FEATHER, 2 * halo, tile_size // 2) // 2 * 2
     return plan_tiles(width, height, tile_size=int(tile_size), halo=halo, feather=int(feather),
-                      multiple_of=factor, source=source)
+                      multiple_of=factor, source=source, world=world_offset(transform))
 
 
 UNKNOWN_CLASS_HINT = ("Map them to a class the model knows with --map-unknown VALUE, "
@@ -234,6 +238,9 @@ def synthesize(
         checkpoint: checkpoint file, run folder, or a :class:`LoadedModel`.
         out: output GeoTIFF path.
         tile_size: tile core side in pixels (multiple of the generator's 2**k; default 512).
+            Tiles lie on a grid fixed in the CRS (multiples of ``tile_size`` pixels from its
+            origin), so runs over overlapping or adjacent areas with the same tile size and
+            seed agree where they overlap.
         halo: context pixels on every side of a tile (default: from the receptive field).
         feather: width of the cosine cross-fade at tile boundaries (default 32).
         batch_size: tiles per generator forward pass.
@@ -258,6 +265,11 @@ def synthesize(
         InputError, GridError, CheckpointError: unusable inputs, sizes or checkpoint.
     """
     out = check_output_file(out, overwrite)
+    if out.suffix.lower() not in GEOTIFF_SUFFIXES:
+        ending = f"ends in '{out.suffix}'" if out.suffix else "has no extension"
+        raise InputError(f"output name {ending}, but synthesize writes a GeoTIFF", path=out,
+                         hint=f"Use a .tif name (e.g. {out.with_suffix('.tif').name}); "
+                              "--preview writes a PNG quick-look beside it.")
     if preview is not None:
         preview = check_output_file(preview, overwrite)
     check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
@@ -270,7 +282,8 @@ def synthesize(
         source_ds, resampled = _training_view(dataset, model, resample)
         try:
             plan = make_plan(model, source_ds.width, source_ds.height, tile_size=tile_size,
-                             halo=halo, feather=feather, source=str(landcover))
+                             halo=halo, feather=feather, source=str(landcover),
+                             transform=source_ds.transform)
             check_classes(raster_values(source_ds), model.scheme, map_unknown, landcover)
             stats = _write_geotiff(RasterLabels(source_ds), model, plan, out, source_ds.crs,
                                    source_ds.transform, seed=seed, batch_size=batch_size,
@@ -430,8 +443,10 @@ def synthesize_array(
 
     Args:
         labels: (H, W) integer class values (a masked array's mask counts as nodata).
-        transform: the array's affine transform (checks the pixel size against the training
-            resolution), or None to skip that check.
+        transform: the array's affine transform: it anchors the tile grid and the noise in
+            the world, so the result equals :func:`synthesize` over the same area of a larger
+            raster (away from the array's edges), and it checks the pixel size against the
+            training resolution. None: the array's corner anchors them, no check.
         checkpoint: checkpoint path or a :class:`LoadedModel` (load it once for many calls).
         nodata: value meaning nodata (the class scheme's nodata counts too).
         crs: the array's CRS, to check its unit against the training data's (optional).
@@ -462,7 +477,7 @@ def synthesize_array(
         present = present[present != nodata]
     check_classes(present.tolist(), model.scheme, map_unknown, "array")
     plan = make_plan(model, source.width, source.height, tile_size=tile_size, halo=halo,
-                     feather=feather)
+                     feather=feather, transform=transform)
     sink = ArraySink(model.imagery.count, source.height, source.width, model.imagery.dtype)
     run_synthesis(source, sink, model, plan, seed=seed, batch_size=batch_size,
                   map_unknown=map_unknown, progress=progress)

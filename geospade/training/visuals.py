@@ -1,6 +1,7 @@
 """Sample grids for watching training: one row per chip, label colours | real | generated.
 
-PNG files are written with zlib alone so that no imaging library is needed.
+Each grid has a heading over its columns (geospade's own bitmap font). PNG files are written
+with zlib alone so that no imaging library is needed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import numpy as np
 import torch
 
 from geospade.classes import ClassScheme
+from geospade.font import heading_strip
+
+SAMPLE_HEADINGS = ("land cover", "real", "generated")
 
 
 def label_colors(labels: torch.Tensor, scheme: ClassScheme) -> np.ndarray:
@@ -34,8 +38,9 @@ def display_rgb(images: torch.Tensor) -> np.ndarray:
 
 
 def sample_grid(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                scheme: ClassScheme, gap: int = 2) -> np.ndarray:
-    """(rows*H + gaps, 3*W + gaps, 3) uint8: label colours | real | generated, one chip per row.
+                scheme: ClassScheme, gap: int = 2, headings: bool = True) -> np.ndarray:
+    """(heading + rows*H + gaps, 3*W + gaps, 3) uint8: label colours | real | generated, one
+    chip per row, under a heading naming the columns.
 
     Args:
         labels: (B, H, W) model indices.
@@ -43,6 +48,7 @@ def sample_grid(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
         fake: (B, bands, H, W) generated imagery in [-1, 1].
         scheme: class scheme giving the label colours.
         gap: white pixels between panels.
+        headings: draw the column names above the grid.
     """
     columns = [label_colors(labels, scheme), display_rgb(real), display_rgb(fake)]
     batch, height, width = labels.shape
@@ -51,7 +57,10 @@ def sample_grid(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
         for col, panel in enumerate(columns):
             y, x = row * (height + gap), col * (width + gap)
             grid[y:y + height, x:x + width] = panel[row]
-    return grid
+    if not headings:
+        return grid
+    strip = heading_strip(SAMPLE_HEADINGS, [width] * 3, gap).transpose(1, 2, 0)
+    return np.concatenate([strip, grid], axis=0)
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
