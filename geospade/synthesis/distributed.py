@@ -66,6 +66,7 @@ def connect(workers: int | None = None, threads: int | None = None,
         InputError: ``workers`` below 1, a missing scheduler file, or no scheduler reachable
             within ``timeout`` seconds.
     """
+    _quiet_dask()
     if workers is not None:
         if workers < 1:
             raise InputError(f"--workers {workers}: a local cluster needs at least one worker",
@@ -101,6 +102,12 @@ def connect(workers: int | None = None, threads: int | None = None,
                               "is running.") from None
     with client:
         yield client
+
+
+def _quiet_dask() -> None:
+    """Dask logs every start, connection and shutdown step; keep that for ``-v``."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 class TorchThreads(WorkerPlugin):
@@ -497,7 +504,7 @@ def _run_blocks(client, job: BlockJob, blocks: list[Block], manifest: Manifest,
             running = sum(len(v) for v in client.processing().values())
             rate = done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
             bar.update(1)
-            bar.set_postfix_str(f"running {running}, failed {len(failed)}, {rate:.2f} Mpx/s",
+            bar.set_postfix_str(f"in flight {running}, failed {len(failed)}, {rate:.2f} Mpx/s",
                                 refresh=False)
     finally:
         bar.close()
