@@ -43,7 +43,10 @@ from geospade.tiling import Tile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE = 4096  # pixels a side: minutes of work per task, a few MB per shard
+# Block side: minutes of work per task on a CPU worker, and few tiles generated twice at
+# block edges ((k + 1)^2 / k^2 for k x k tiles: 13 % for 16 tiles of 512 px)...
+DEFAULT_BLOCK_SIZE = 8192
+MIN_DEFAULT_TILES = 4  # ...but smaller blocks, down to 4 x 4 tiles, to give every worker two
 CONNECT_TIMEOUT = 10.0     # seconds to reach a scheduler before giving up
 MANIFEST = "manifest.jsonl"
 OUTPUT_FORMATS = ("gtiff", "vrt")
@@ -173,15 +176,28 @@ class Block:
         return int(self.window.width * self.window.height)
 
 
-def plan_blocks(plan: SynthesisPlan, block_size: int | None = None) -> list[Block]:
+def default_block_size(plan: SynthesisPlan, workers: int = 0) -> int:
+    """:data:`DEFAULT_BLOCK_SIZE` in whole tiles, smaller (down to :data:`MIN_DEFAULT_TILES`
+    tiles) while the raster would give fewer than two blocks per worker."""
+    grid = plan.grid
+    k = max(1, DEFAULT_BLOCK_SIZE // plan.tile_size)
+    while k > MIN_DEFAULT_TILES and (-(-grid.n_rows // k)) * (-(-grid.n_cols // k)) < 2 * workers:
+        k -= 1
+    return k * plan.tile_size
+
+
+def plan_blocks(plan: SynthesisPlan, block_size: int | None = None,
+                workers: int = 0) -> list[Block]:
     """Cut the plan's tile grid into blocks of ``block_size`` pixels (k x k tiles).
+
+    Default: :func:`default_block_size` for ``workers`` workers.
 
     Raises:
         GridError: a block size that is not a positive multiple of the tile size.
     """
     tile = plan.tile_size
     if block_size is None:
-        block_size = max(1, DEFAULT_BLOCK_SIZE // tile) * tile
+        block_size = default_block_size(plan, workers)
     if block_size <= 0 or block_size % tile:
         fit = max(1, round(max(block_size, tile) / tile)) * tile
         raise GridError(f"block size {block_size} is not a multiple of the tile size {tile}",
@@ -388,6 +404,13 @@ class Manifest:
         return shard.is_file() and file_sha256(shard) == record["sha256"]
 
 
+def _recorded(folder: Path) -> dict:
+    """The settings header of the manifest in ``folder`` ({} when there is none)."""
+    with contextlib.suppress(OSError), open(folder / MANIFEST) as f:
+        return _parse(f.readline()).get("header") or {}
+    return {}
+
+
 def _parse(line: str) -> dict:
     try:
         value = json.loads(line)
@@ -437,8 +460,13 @@ def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: Synthesi
         raise InputError(f"output format '{run.output_format}' is not one of {OUTPUT_FORMATS}")
     if run.output_format == "vrt" and run.cog:
         raise InputError("a VRT output cannot also be a COG", hint="Drop --cog or use gtiff.")
-    blocks = plan_blocks(plan, run.block_size)
     folder = out.with_name(out.name + ".shards")
+    block_size = run.block_size
+    if block_size is None and run.resume:  # the default depends on the cluster's size
+        block_size = _recorded(folder).get("block_size")
+    if block_size is None:
+        block_size = default_block_size(plan, len(client.scheduler_info()["workers"]))
+    blocks = plan_blocks(plan, block_size)
     checkpoint = (str(Path(run.checkpoint).resolve())
                   if not isinstance(run.checkpoint, LoadedModel) else None)
     header = {"landcover": _fingerprint(run.landcover),
@@ -446,7 +474,7 @@ def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: Synthesi
               "seed": run.seed, "batch_size": run.batch_size, "map_unknown": run.map_unknown,
               "resample": run.resample, "tile_size": plan.tile_size, "halo": plan.halo,
               "feather": plan.feather, "width": plan.width, "height": plan.height,
-              "blocks": len(blocks)}
+              "block_size": block_size}
     manifest = Manifest(folder, header)
     _prepare_folder(folder, manifest, run.resume, overwrite)
     if checkpoint is None:  # workers load the model from a file, not from this process
