@@ -195,17 +195,19 @@ def _records(shards: Path) -> int:
     return sum(1 for line in manifest.read_text().splitlines()[1:] if line.endswith("}"))
 
 
-def test_cli_local_workers(inputs, reference, tmp_path, capsys):
+def test_cli_local_workers_cog(inputs, reference, tmp_path, capsys):
     landcover, checkpoint = inputs
     out = tmp_path / "cli.tif"
     code = cli_main(["synthesize", landcover, "--checkpoint", checkpoint, "-o", str(out),
                      "--tile-size", "64", "--halo", "32", "--workers", "1", "--threads", "1",
-                     "--block-size", "128"])
+                     "--block-size", "128", "--cog"])
     assert code == 0
     captured = capsys.readouterr()
     assert "Dask dashboard: http" in captured.err
     assert "6 blocks on the cluster" in captured.out
     assert_same(read(out), reference)
+    with rasterio.open(out) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -179,11 +179,17 @@ class Block:
 def default_block_size(plan: SynthesisPlan, workers: int = 0) -> int:
     """:data:`DEFAULT_BLOCK_SIZE` in whole tiles, smaller (down to :data:`MIN_DEFAULT_TILES`
     tiles) while the raster would give fewer than two blocks per worker."""
-    grid = plan.grid
+    rows, cols = plan.grid.n_rows, plan.grid.n_cols
     k = max(1, DEFAULT_BLOCK_SIZE // plan.tile_size)
-    while k > MIN_DEFAULT_TILES and (-(-grid.n_rows // k)) * (-(-grid.n_cols // k)) < 2 * workers:
+    while k > MIN_DEFAULT_TILES and _ceil(rows, k) * _ceil(cols, k) < 2 * workers:
         k -= 1
+    # The same number of blocks, as even as they go (8 tiles in blocks of 4 + 4, not 7 + 1).
+    k = max(_ceil(rows, _ceil(rows, k)), _ceil(cols, _ceil(cols, k)))
     return k * plan.tile_size
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def plan_blocks(plan: SynthesisPlan, block_size: int | None = None,
