@@ -169,13 +169,13 @@ def test_resume_after_the_client_is_killed(inputs, reference, client, tmp_path):
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and _records(shards) < 3 and proc.poll() is None:
+        while time.time() < deadline and _records(shards) < 2 and proc.poll() is None:
             time.sleep(0.02)
     finally:
         proc.kill()
         proc.wait()
     kept = _records(shards)
-    assert 3 <= kept < 20, f"the client was not killed mid-run ({kept} of 20 blocks done)"
+    assert 2 <= kept < 20, f"the client was not killed mid-run ({kept} of 20 blocks done)"
     assert not out.exists()
     with pytest.raises(OutputExistsError, match="--resume"):
         synthesize(landcover, checkpoint, out, client=client, block_size=64,
@@ -195,6 +195,7 @@ def _records(shards: Path) -> int:
     return sum(1 for line in manifest.read_text().splitlines()[1:] if line.endswith("}"))
 
 
+@pytest.mark.slow  # starts a cluster of its own
 def test_cli_local_workers_cog(inputs, reference, tmp_path, capsys):
     landcover, checkpoint = inputs
     out = tmp_path / "cli.tif"
@@ -252,7 +253,7 @@ def test_in_process_run_does_not_import_dask(inputs, tmp_path):
         "import sys\n"
         "from geospade.cli.main import main\n"
         f"code = main(['synthesize', {landcover!r}, '--checkpoint', {checkpoint!r}, '-o', "
-        f"{str(tmp_path / 'o.tif')!r}, '--tile-size', '64', '-q'])\n"
+        f"{str(tmp_path / 'o.tif')!r}, '--tile-size', '320', '-q'])\n"
         "assert code == 0, code\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
     )

@@ -430,6 +430,18 @@ def _fingerprint(path: str | Path) -> list:
     return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def _weights_digest(model: LoadedModel) -> str:
+    """SHA-256 of a model's weights (what identifies a model that has no file)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.generator.state_dict().items()):
+        digest.update(name.encode())
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # any dtype
+        digest.update(raw.numpy().tobytes())
+    return digest.hexdigest()
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -476,7 +488,7 @@ def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: Synthesi
     checkpoint = (str(Path(run.checkpoint).resolve())
                   if not isinstance(run.checkpoint, LoadedModel) else None)
     header = {"landcover": _fingerprint(run.landcover),
-              "checkpoint": _fingerprint(checkpoint) if checkpoint else "in-memory model",
+              "checkpoint": _fingerprint(checkpoint) if checkpoint else _weights_digest(model),
               "seed": run.seed, "batch_size": run.batch_size, "map_unknown": run.map_unknown,
               "resample": run.resample, "tile_size": plan.tile_size, "halo": plan.halo,
               "feather": plan.feather, "width": plan.width, "height": plan.height,
