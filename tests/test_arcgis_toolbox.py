@@ -145,6 +145,9 @@ TOOL_ONLY = {"out_checkpoint"}
 CLI_ONLY = {
     "progress", "quiet",  # the progressor replaces the terminal's progress bar
     "style_image",  # current models take their style from the seed; the CLI only errors
+    # Dask cluster runs are a command-line and Python feature; Pro runs synthesis in-process.
+    "workers", "scheduler", "scheduler_file", "threads", "block_size", "output_format",
+    "resume", "connect_timeout",
 }
 
 
