@@ -17,9 +17,18 @@ the 2048 px demo scene) a fresh subprocess synthesises the whole raster and repo
 The model is a checkpoint given with --checkpoint, else an untrained generator of --preset
 (weights scaled to give a textured output, so seams would show).
 
+With ``--workers N [N ...]`` it measures synthesis on a local Dask cluster instead, side by
+side in one run: for each size, one process with ``--threads`` PyTorch threads, then N worker
+processes with threads / N threads each (blocks of ``--block-size``); it reports Mpx/s, the
+ratio to the single process (1.0 = distribution costs nothing), the peak RSS of the largest
+worker (flat across sizes when memory does not depend on the raster) and whether the output
+is identical to the single process's. Sizes below 2048 crop the demo scene.
+
 Usage::
 
     python benchmarks/bench_synthesize.py --sizes 2048 8192 --preset tiny --adaptive clade
+    python benchmarks/bench_synthesize.py --workers 1 2 --threads 2 --sizes 2048 4096 \
+        --preset tiny --tile-size 256 --block-size 1024
 """
 
 from __future__ import annotations
@@ -57,6 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="timed generator forwards for the overhead ratio")
     parser.add_argument("--keep-outputs", action="store_true",
                         help="keep the synthesised rasters (they are large)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="compare local Dask clusters of these worker counts with one "
+                             "process (needs dask[distributed])")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="with --workers: PyTorch threads in all (default: the largest "
+                             "worker count), shared out among the workers")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="with --workers: block side in pixels (default: geospade's)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -75,10 +92,12 @@ def prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path]]:
         make_demo_scene(scene_dir, size=SCENE_SIZE, seed=0, progress=False)
     inputs = {}
     for size in args.sizes:
-        if size % SCENE_SIZE:
+        if size % SCENE_SIZE and size > SCENE_SIZE:
             raise SystemExit(f"size {size} is not a multiple of {SCENE_SIZE}")
         path = work / f"landcover_{size}.tif"
-        if not path.exists():
+        if not path.exists() and size < SCENE_SIZE:
+            crop_raster(scene_dir / "landcover.tif", path, size)
+        elif not path.exists():
             tile_raster(scene_dir / "landcover.tif", path, size // SCENE_SIZE, progress=False)
         inputs[size] = path
     if args.checkpoint:
@@ -93,6 +112,149 @@ def prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path]]:
     return checkpoint, inputs
 
 
+def crop_raster(src: Path, dst: Path, size: int) -> None:
+    """The top-left ``size`` x ``size`` pixels of a raster (colour table and nodata kept)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        window = Window(0, 0, size, size)
+        profile = {**ds.profile, "width": size, "height": size,
+                   "transform": ds.window_transform(window)}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        profile["tiled"] = False
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(ds.read(window=window))
+            out.write_colormap(1, ds.colormap(1))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cluster_child(args: argparse.Namespace, job: dict) -> dict:
+    """One size on a fresh local cluster of ``job["workers"]`` processes (timed without the
+    cluster's start-up and the workers' model loading)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from geospade.synthesis import synthesize
+    from geospade.synthesis.distributed import TorchThreads, worker_model
+
+    cluster = LocalCluster(n_workers=job["workers"], threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            client.register_plugin(TorchThreads(job["threads"]), name="torch-threads")
+            client.run(lambda: worker_model(job["checkpoint"], args.device) and None)
+            began = time.perf_counter()
+            result = synthesize(job["landcover"], job["checkpoint"], job["out"],
+                                tile_size=args.tile_size, halo=args.halo,
+                                batch_size=args.batch_size, device=args.device, client=client,
+                                block_size=args.block_size, progress=False, overwrite=True)
+            seconds = time.perf_counter() - began
+            rss = client.run(peak_rss_mb)
+    finally:
+        cluster.close()
+    return {"size": job["size"], "workers": job["workers"], "threads": job["threads"],
+            "seconds": round(seconds, 2), "mpx_per_s": round(job["size"] ** 2 / 1e6 / seconds, 3),
+            "peak_rss_per_worker_mb": round(max(rss.values()), 1),
+            "client_rss_mb": round(peak_rss_mb(), 1), "blocks": result.stats.blocks,
+            "tile_generations": result.stats.generated, "tiles": result.stats.tiles}
+
+
+def single_child(args: argparse.Namespace, job: dict) -> dict:
+    """One size in this process with ``job["threads"]`` PyTorch threads (output kept)."""
+    import torch
+
+    from geospade.synthesis import LoadedModel, synthesize
+
+    torch.set_num_threads(job["threads"])
+    model = LoadedModel.from_checkpoint(job["checkpoint"], args.device)
+    began = time.perf_counter()
+    result = synthesize(job["landcover"], model, job["out"], tile_size=args.tile_size,
+                        halo=args.halo, batch_size=args.batch_size, progress=False,
+                        overwrite=True)
+    seconds = time.perf_counter() - began
+    return {"size": job["size"], "workers": 0, "threads": job["threads"],
+            "seconds": round(seconds, 2), "mpx_per_s": round(job["size"] ** 2 / 1e6 / seconds, 3),
+            "peak_rss_per_worker_mb": round(peak_rss_mb(), 1), "tiles": result.stats.tiles,
+            "tile_generations": result.stats.generated}
+
+
+def identical(a: str, b: str) -> bool:
+    """True when two rasters hold the same pixels and masks, read window by window."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        if (x.width, x.height, x.count) != (y.width, y.height, y.count):
+            return False
+        for _, window in x.block_windows(1):
+            if not (np.array_equal(x.read(window=window), y.read(window=window))
+                    and np.array_equal(x.dataset_mask(window=window),
+                                       y.dataset_mask(window=window))):
+                return False
+    return True
+
+
+def run_workers(args: argparse.Namespace, checkpoint: Path, inputs: dict[int, Path]) -> int:
+    """Single process vs local clusters, size by size, each run in a fresh subprocess."""
+    threads = args.threads or max(args.workers)
+    passthrough = ["--tile-size", str(args.tile_size), "--batch-size", str(args.batch_size),
+                   "--device", args.device]
+    if args.halo is not None:
+        passthrough += ["--halo", str(args.halo)]
+    if args.block_size is not None:
+        passthrough += ["--block-size", str(args.block_size)]
+    work = Path(args.workdir)
+    results = []
+    for size, landcover in inputs.items():
+        single_out = str(work / f"single_{size}.tif")
+        runs = [(0, threads, single_out)] + [
+            (n, max(1, threads // n), str(work / f"cluster_{n}_{size}.tif")) for n in args.workers]
+        base = None
+        for workers, per_worker, out in runs:
+            job = {"size": size, "landcover": str(landcover),
+                   "checkpoint": str(checkpoint.resolve()), "out": out, "workers": workers,
+                   "threads": per_worker}
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job),
+                                   *passthrough], capture_output=True, text=True, check=False)
+            if proc.returncode:
+                print(proc.stderr, file=sys.stderr)
+                return proc.returncode
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            if workers == 0:
+                base = row
+                label = f"1 process x {per_worker} threads"
+            else:
+                row["ratio_to_single_process"] = round(row["mpx_per_s"] / base["mpx_per_s"], 3)
+                row["identical_to_single_process"] = identical(out, single_out)
+                Path(out).unlink()
+                label = f"{workers} workers x {per_worker} threads"
+            results.append(row)
+            extra = ("" if workers == 0 else
+                     f"  ratio {row['ratio_to_single_process']:.3f}  "
+                     f"identical {row['identical_to_single_process']}  "
+                     f"{row['blocks']} blocks, {row['tile_generations']} tile generations "
+                     f"for {row['tiles']} tiles")
+            print(f"{size:>6} px  {label:<26} {row['seconds']:8.1f} s  "
+                  f"{row['mpx_per_s']:7.3f} Mpx/s  peak RSS per worker "
+                  f"{row['peak_rss_per_worker_mb']:7.1f} MB{extra}", flush=True)
+        Path(single_out).unlink(missing_ok=True)
+    summary = {"checkpoint": str(checkpoint), "preset": args.preset, "threads": threads,
+               "block_size": args.block_size, "tile_size": args.tile_size, "results": results}
+    for n in args.workers:
+        rss = [r["peak_rss_per_worker_mb"] for r in results if r["workers"] == n]
+        summary[f"rss_growth_{n}_workers"] = round(max(rss) / min(rss), 3)
+        print(f"{n} workers: peak RSS per worker, largest / smallest size: "
+              f"{summary[f'rss_growth_{n}_workers']:.3f}")
+    (work / "results_workers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def child(args: argparse.Namespace) -> dict:
     """One size, in its own process: synthesise, then time the generator alone."""
     import torch
@@ -101,6 +263,8 @@ def child(args: argparse.Namespace) -> dict:
     from geospade.synthesis import LoadedModel, seam_score, synthesize
 
     job = json.loads(args.child)
+    if "workers" in job:
+        return (single_child if job["workers"] == 0 else cluster_child)(args, job)
     out = Path(job["out"])
     model = LoadedModel.from_checkpoint(job["checkpoint"], args.device)
     began, began_cpu = time.perf_counter(), time.process_time()
@@ -187,6 +351,8 @@ def main(argv=None) -> int:
         print(json.dumps(child(args)))
         return 0
     checkpoint, inputs = prepare(args)
+    if args.workers:
+        return run_workers(args, checkpoint, inputs)
     results = []
     passthrough = ["--tile-size", str(args.tile_size), "--batch-size", str(args.batch_size),
                    "--device", args.device, "--forward-repeats", str(args.forward_repeats)]

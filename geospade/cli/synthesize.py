@@ -8,9 +8,11 @@ field for the whole raster (from --seed), and a narrow cosine feather at the sea
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from geospade.cli import add_output, add_quiet
+from geospade.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seam-score", action="store_true",
                         help="measure and print the seam score of the output")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    cluster = parser.add_argument_group(
+        "on a Dask cluster", "one task per block of tiles; the same pixels as in one process "
+                             "(needs pip install geospade[distributed])")
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="start a local cluster of N worker processes on this machine")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on the cluster whose scheduler is at ADDRESS (tcp://HOST:PORT)")
+    where.add_argument("--scheduler-file", default=None, metavar="FILE",
+                       help="run on the cluster described by FILE (dask scheduler "
+                            "--scheduler-file FILE, dask-jobqueue, dask-mpi)")
+    cluster.add_argument("--threads", type=int, default=None,
+                         help="PyTorch threads per local worker (default: cores / N)")
+    cluster.add_argument("--block-size", type=int, default=None, metavar="PX",
+                         help="side of a task's output block, a multiple of the tile size "
+                              "(default: 8192, smaller to give each worker two blocks)")
+    cluster.add_argument("--output-format", choices=("gtiff", "vrt"), default="gtiff",
+                         help="gtiff: one GeoTIFF (COG with --cog); vrt: OUTPUT.vrt over "
+                              "the block GeoTIFFs in OUTPUT.vrt.shards/, for rasters too large "
+                              "for one file")
+    cluster.add_argument("--resume", action="store_true",
+                         help="continue an interrupted cluster run: blocks its manifest "
+                              "records as complete and intact are kept")
+    cluster.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="how long to try to reach --scheduler / --scheduler-file")
     add_quiet(parser)
 
 
@@ -58,12 +85,24 @@ def run(args: argparse.Namespace) -> int:
     if preview is True:
         out = Path(args.output)
         preview = out.with_name(out.stem + ".preview.png")
-    result = synthesize(
-        args.landcover, args.checkpoint, args.output, tile_size=args.tile_size, halo=args.halo,
-        feather=args.feather, batch_size=args.batch_size, device=args.device, seed=args.seed,
+    options = dict(
+        tile_size=args.tile_size, halo=args.halo, feather=args.feather,
+        batch_size=args.batch_size, device=args.device, seed=args.seed,
         style_image=args.style_image, map_unknown=args.map_unknown, resample=args.resample,
         cog=args.cog, preview=preview, overwrite=args.overwrite, progress=args.progress)
+    if args.threads is not None and args.workers is None:
+        raise InputError(f"--threads {args.threads} sets the threads of local workers",
+                         hint="Add --workers N.")
+    if args.workers is None and args.scheduler is None and args.scheduler_file is None:
+        result = synthesize(args.landcover, args.checkpoint, args.output,
+                            block_size=args.block_size, output_format=args.output_format,
+                            resume=args.resume, **options)
+    else:
+        result = _on_cluster(args, options)
     s = result.stats
+    if hasattr(s, "blocks"):
+        print(f"{s.blocks} blocks on the cluster ({s.reused} kept from an interrupted run); "
+              "tile counts include tiles generated again as context at block edges")
     print(f"wrote {result.path} ({result.width} x {result.height} px, tiles {result.tile_size} "
           f"+ halo {result.halo}, feather {result.feather}, seed {result.seed}): "
           f"{s.generated} tiles generated, {s.skipped} all-nodata tiles skipped, "
@@ -78,3 +117,21 @@ def run(args: argparse.Namespace) -> int:
               f"against lines at the same phase of the generator's {factor} px grid "
               "(1.0 = seams indistinguishable)")
     return 0
+
+
+def _on_cluster(args: argparse.Namespace, options: dict):
+    """Synthesise on a local or running Dask cluster."""
+    try:
+        from geospade.synthesis.distributed import connect
+    except ModuleNotFoundError as exc:
+        raise InputError(f"a cluster run needs Dask distributed ({exc})",
+                         hint='pip install "geospade[distributed]"') from None
+    from geospade.synthesis import synthesize
+
+    with connect(workers=args.workers, threads=args.threads, scheduler=args.scheduler,
+                 scheduler_file=args.scheduler_file, timeout=args.connect_timeout) as client:
+        if args.workers is not None and args.progress:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        return synthesize(args.landcover, args.checkpoint, args.output, client=client,
+                          block_size=args.block_size, output_format=args.output_format,
+                          resume=args.resume, **options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,7 +214,7 @@ def _get(q: queue.Queue, stop: threading.Event, producer: _Stage | None = None):
 
 def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed: int = 0,
                   batch_size: int = 4, map_unknown: int | None = None,
-                  progress: ProgressArg = True) -> RunStats:
+                  progress: ProgressArg = True, tiles: Sequence[Tile] | None = None) -> RunStats:
     """Generate every tile of ``plan`` from ``source`` and write the blended result to ``sink``.
 
     Args:
@@ -226,11 +226,15 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
         batch_size: tiles per generator forward pass.
         map_unknown: class value for land-cover values outside the class scheme.
         progress: progress bar (True), silent (False), or a callback.
+        tiles: generate only these tiles of ``plan.grid`` (in grid order), as a block of a
+            distributed run does; cells that need other tiles are then never finished, and
+            the sink must keep only the cells these tiles complete. Default: every tile.
 
     Returns:
         Counts and timings of the run.
     """
-    stats = RunStats(tiles=len(plan.grid))
+    tiles = plan.grid if tiles is None else tiles
+    stats = RunStats(tiles=len(tiles))
     stop = threading.Event()
     to_generate: queue.Queue = queue.Queue(QUEUE_SIZE)
     to_write: queue.Queue = queue.Queue(QUEUE_SIZE * max(1, batch_size))
@@ -240,7 +244,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
     def read_all() -> None:
         batch: list[TileInput] = []
         try:
-            for tile in plan.grid:
+            for tile in tiles:
                 item = read_tile(source, plan, tile, scheme, map_unknown)
                 if item.indices is None:
                     if not _put(to_generate, [item], stop):
@@ -274,7 +278,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
     writer = _Stage("geospade-write", write_all, stop)
     start = time.perf_counter()
     pixels_done = 0
-    bar = progress_bar(progress, total=len(plan.grid), desc="synthesize", unit="tile")
+    bar = progress_bar(progress, total=len(tiles), desc="synthesize", unit="tile")
     reader.start()
     writer.start()
     try:
@@ -285,7 +289,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
             if isinstance(item, _End):
                 break
             outputs = _generate(model, item, plan.halo, seed, stats,
-                                (plan.world_row, plan.world_col))
+                                (plan.world_row, plan.world_col), batch_size)
             for tile_input, output in zip(item, outputs, strict=True):
                 rows, cols = plan.kept_slices(tile_input.tile)
                 kept = None if output is None else output[:, rows, cols]
@@ -308,14 +312,15 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
         bar.close()
         reader.join(timeout=10)
         writer.join(timeout=10)
-    if not blender.done:  # every cell must have received all its tiles
+    if tiles is plan.grid and not blender.done:  # every cell must have received all its tiles
         raise RuntimeError("blending left unfinished blocks; the tile stream was incomplete")
     stats.seconds = time.perf_counter() - start
     return stats
 
 
 def _generate(model: LoadedModel, batch: list[TileInput], halo: int, seed: int,
-              stats: RunStats, world: tuple[int, int] = (0, 0)) -> list[np.ndarray | None]:
+              stats: RunStats, world: tuple[int, int] = (0, 0),
+              batch_size: int = 1) -> list[np.ndarray | None]:
     """Generator outputs (bands, S, S) for a batch; None for skipped tiles."""
     todo = [t for t in batch if t.indices is not None]
     world_row, world_col = world
@@ -324,9 +329,15 @@ def _generate(model: LoadedModel, batch: list[TileInput], halo: int, seed: int,
         return [None] * len(batch)
     began = time.perf_counter()
     # Noise is indexed by world pixels, so separate runs over one area draw the same noise.
-    out = model.generate(np.stack([t.indices for t in todo]),
-                         [world_row + t.tile.row_off - halo for t in todo],
-                         [world_col + t.tile.col_off - halo for t in todo], seed)
+    # CPU kernels take another path for a batch of one, which changes the last float bits. A
+    # lone tile (the last of a run) is generated beside a copy of itself, so a tile's pixels
+    # never depend on how the tiles fell into batches: a block of a distributed run then
+    # gives exactly the pixels of the single-process run.
+    padded = todo * 2 if len(todo) == 1 and batch_size > 1 else todo
+    out = model.generate(np.stack([t.indices for t in padded]),
+                         [world_row + t.tile.row_off - halo for t in padded],
+                         [world_col + t.tile.col_off - halo for t in padded], seed)
+    model.tiles_generated -= len(padded) - len(todo)  # the copy is not a tile of the raster
     stats.generate_seconds += time.perf_counter() - began
     stats.generated += len(todo)
     stats.forward_calls += 1

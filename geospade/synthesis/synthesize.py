@@ -225,6 +225,10 @@ def synthesize(
     preview: str | Path | None = None,
     overwrite: bool = False,
     progress: ProgressArg = True,
+    client=None,
+    block_size: int | None = None,
+    output_format: str = "gtiff",
+    resume: bool = False,
 ) -> SynthesisResult:
     """Generate imagery for a land-cover raster and write it as one georeferenced GeoTIFF.
 
@@ -255,6 +259,15 @@ def synthesize(
         preview: write a PNG quick-look (land-cover colours beside the output) to this path.
         overwrite: replace existing outputs.
         progress: progress bar (True), silent (False), or a callback(done, total, message).
+        client: a ``distributed.Client``: synthesise on its Dask cluster, one task per block
+            of tiles, with the same pixels as without it (see
+            :mod:`geospade.synthesis.distributed`). None (default): in this process.
+        block_size: side of a cluster task's output block in pixels, a multiple of the tile
+            size (default: 8192, smaller to give each worker two blocks). Needs ``client``.
+        output_format: "gtiff" (one GeoTIFF, or a COG with ``cog``) or "vrt" (a VRT over the
+            block GeoTIFFs, for rasters too large for one file). "vrt" needs ``client``.
+        resume: continue an interrupted cluster run, keeping the blocks its manifest
+            records as complete. Needs ``client``.
 
     Returns:
         A :class:`SynthesisResult`.
@@ -265,11 +278,17 @@ def synthesize(
         InputError, GridError, CheckpointError: unusable inputs, sizes or checkpoint.
     """
     out = check_output_file(out, overwrite)
-    if out.suffix.lower() not in GEOTIFF_SUFFIXES:
+    if client is None and (block_size is not None or resume or output_format != "gtiff"):
+        raise InputError("block size, resume and the VRT output are options of a cluster run",
+                         hint="Add --workers N, --scheduler ADDRESS or --scheduler-file FILE.")
+    suffixes = (".vrt",) if output_format == "vrt" else GEOTIFF_SUFFIXES
+    if out.suffix.lower() not in suffixes:
         ending = f"ends in '{out.suffix}'" if out.suffix else "has no extension"
-        raise InputError(f"output name {ending}, but synthesize writes a GeoTIFF", path=out,
-                         hint=f"Use a .tif name (e.g. {out.with_suffix('.tif').name}); "
-                              "--preview writes a PNG quick-look beside it.")
+        kind = "a VRT" if output_format == "vrt" else "a GeoTIFF"
+        raise InputError(f"output name {ending}, but synthesize writes {kind}", path=out,
+                         hint=f"Use a {suffixes[0]} name (e.g. "
+                              f"{out.with_suffix(suffixes[0]).name}); --preview writes a PNG "
+                              "quick-look beside it.")
     if preview is not None:
         preview = check_output_file(preview, overwrite)
     check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
@@ -285,10 +304,19 @@ def synthesize(
                              halo=halo, feather=feather, source=str(landcover),
                              transform=source_ds.transform)
             check_classes(raster_values(source_ds), model.scheme, map_unknown, landcover)
-            stats = _write_geotiff(RasterLabels(source_ds), model, plan, out, source_ds.crs,
-                                   source_ds.transform, seed=seed, batch_size=batch_size,
-                                   map_unknown=map_unknown, cog=cog, overwrite=overwrite,
-                                   progress=progress)
+            if client is not None:
+                from geospade.synthesis.distributed import ClusterRun, write_on_cluster
+
+                run = ClusterRun(landcover, checkpoint, device, resample, seed, batch_size,
+                                 map_unknown, block_size, output_format, cog, resume)
+                stats = write_on_cluster(client, run, model, plan, out, source_ds.crs,
+                                         source_ds.transform, overwrite=overwrite,
+                                         progress=progress)
+            else:
+                stats = _write_geotiff(RasterLabels(source_ds), model, plan, out,
+                                       source_ds.crs, source_ds.transform, seed=seed,
+                                       batch_size=batch_size, map_unknown=map_unknown,
+                                       cog=cog, overwrite=overwrite, progress=progress)
             result = SynthesisResult(out, source_ds.width, source_ds.height, source_ds.crs,
                                      source_ds.transform, plan.tile_size, plan.halo,
                                      plan.feather, seed, resampled, None, stats,
@@ -363,10 +391,7 @@ def _write_geotiff(source, model: LoadedModel, plan: SynthesisPlan, out: Path, c
                    overwrite: bool, progress: ProgressArg) -> RunStats:
     """Run the pipeline into a tiled GeoTIFF (then a COG copy), atomically at ``out``."""
     imagery = model.imagery
-    profile = geotiff_profile(plan.width, plan.height, imagery.count, imagery.dtype, crs,
-                              transform)
-    if imagery.count in (3, 4) and imagery.dtype == "uint8":
-        profile["photometric"] = "RGB"  # so viewers show it in colour; NIR is an extra band
+    profile = imagery_profile(imagery, plan.width, plan.height, crs, transform)
     with atomic_file(out, overwrite) as tmp:
         tiled = tmp.with_name(tmp.name + ".tiled.tif") if cog else tmp
         # An internal mask (not a nodata colour: 0 is a real colour in imagery). A block
@@ -375,9 +400,7 @@ def _write_geotiff(source, model: LoadedModel, plan: SynthesisPlan, out: Path, c
         env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True,
                            GDAL_CACHEMAX=block_cache_bytes(plan.width, imagery))
         with env, rasterio.open(tiled, "w", **profile) as dst:
-            dst.colorinterp = imagery.colorinterp()
-            for band, name in enumerate(imagery.band_names, start=1):
-                dst.set_band_description(band, name)
+            describe_bands(dst, imagery)
             stats = run_synthesis(source, RasterSink(dst), model, plan, seed=seed,
                                   batch_size=batch_size, map_unknown=map_unknown,
                                   progress=progress)
@@ -385,6 +408,21 @@ def _write_geotiff(source, model: LoadedModel, plan: SynthesisPlan, out: Path, c
             to_cog(tiled, tmp)
             tiled.unlink()
     return stats
+
+
+def imagery_profile(imagery, width: int, height: int, crs, transform) -> dict:
+    """The GeoTIFF profile of synthesised imagery (also of each shard of a distributed run)."""
+    profile = geotiff_profile(width, height, imagery.count, imagery.dtype, crs, transform)
+    if imagery.count in (3, 4) and imagery.dtype == "uint8":
+        profile["photometric"] = "RGB"  # so viewers show it in colour; NIR is an extra band
+    return profile
+
+
+def describe_bands(dst, imagery) -> None:
+    """Colour interpretation and band names of the training imagery, on an open output."""
+    dst.colorinterp = imagery.colorinterp()
+    for band, name in enumerate(imagery.band_names, start=1):
+        dst.set_band_description(band, name)
 
 
 def block_cache_bytes(width: int, imagery, block: int = 512) -> int:
