@@ -159,7 +159,7 @@ def load_segmenter(path: str | Path, device: str | torch.device = "auto") -> Seg
     Raises:
         CheckpointError: the file is not a segmenter (e.g. a generator checkpoint).
     """
-    from geospade.synthesis.model import resolve_device
+    from geospade.device import resolve_device
 
     device = resolve_device(device)
     payload = load_checkpoint(path, map_location="cpu")
@@ -223,7 +223,7 @@ def train_segmenter(
         TrainingDivergedError: the loss became non-finite.
     """
     from geospade.chips.dataset import ChipDataset
-    from geospade.synthesis.model import resolve_device
+    from geospade.device import resolve_device
 
     out_path = check_output_file(out_path, overwrite)
     check_not_input([out_path], {"chip folder": chips_dir})

@@ -16,26 +16,11 @@ import numpy as np
 import torch
 
 from geospade.checkpoint import ModelCard, load_checkpoint, read_card
-from geospade.errors import CheckpointError, InputError
+from geospade.device import resolve_device
+from geospade.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: the first CUDA GPU when there is one, else the CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device '{device}'",
-                         hint="Use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device '{device}' was asked for but no CUDA GPU is available",
-                         hint="Use --device cpu (or auto).")
-    return resolved
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from geospade.errors import InputError
+from geospade.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -48,29 +48,8 @@ class Process:
 
 
 def select_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """The device for ``spec`` ("auto": CUDA, then Apple MPS, then CPU).
-
-    Args:
-        spec: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        local_rank: under torchrun, "auto"/"cuda" pick GPU ``local_rank``.
-    """
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if spec == "auto":
-        spec = "cuda" if cuda else "mps" if mps else "cpu"
-    if spec.startswith("cuda"):
-        if not cuda:
-            raise InputError(f"device '{spec}' requested but this PyTorch sees no CUDA GPU",
-                             hint="Use --device cpu, or install a CUDA build of PyTorch.")
-        index = int(spec.split(":")[1]) if ":" in spec else local_rank
-        if index >= torch.cuda.device_count():
-            raise InputError(f"device '{spec}': only {torch.cuda.device_count()} GPU(s) visible",
-                             hint="Pick an existing GPU index.")
-        return torch.device("cuda", index)
-    if spec == "mps" and not mps:
-        raise InputError("device 'mps' requested but Apple MPS is not available",
-                         hint="Use --device cpu.")
-    return torch.device(spec)
+    """The training device (see :func:`geospade.device.resolve_device`)."""
+    return resolve_device(spec, local_rank)
 
 
 def start(device_spec: str = "auto") -> Process:
