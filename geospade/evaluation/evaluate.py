@@ -404,11 +404,13 @@ def raster_scores(image: str | Path, tile_size: int, landcover: str | Path | Non
         progress: progress while reading the raster for colours.
         period: the generator's downsampling factor, for the phase-matched seam score.
     """
-    from geospade.synthesis import seam_score
+    from geospade.synthesis.seams import seam_stats
 
+    # Sums, not seam_score: a raster of one tile has no seams, which the report shows as null
+    # rather than failing the whole evaluation.
     result = {"image": str(image), "tile_size": tile_size,
-              "score": seam_score(image, tile_size), "period": period,
-              "score_phase_matched": seam_score(image, tile_size, period=period),
+              "score": seam_stats(image, tile_size).score, "period": period,
+              "score_phase_matched": seam_stats(image, tile_size, period=period).score,
               "landcover": None, "classes": None}
     if landcover is not None:
         stats = raster_colours(image, landcover, scheme, progress)
