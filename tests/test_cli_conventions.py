@@ -24,9 +24,11 @@ MINIMAL = {
     "export-model": ["run", "-o", "m.dlpk"],
     "demo": ["out"],
     "info": ["model.pt"],
+    "what-if": ["lc.tif", "--imagery", "img.tif", "--changes", "plan.gpkg", "--checkpoint",
+                "run", "-o", "out.tif"],
 }
 WITH_OUTPUT = ["export-chips", "train", "synthesize", "train-segmenter", "evaluate",
-               "export-model"]
+               "export-model", "what-if"]
 
 
 def test_minimal_command_lines_cover_every_subcommand():

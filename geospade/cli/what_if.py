@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from geospade.cli import add_output, add_quiet
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``geospade what-if``."""
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "value or name of the model's scheme)")
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint .pt file or training run folder")
-    parser.add_argument("-o", "--output", required=True, help="output GeoTIFF")
+    add_output(parser, required=True, metavar="OUT.tif", help="output GeoTIFF")
     parser.add_argument("--blend", type=float, default=None, metavar="METRES",
                         help="width of the transition band around the change "
                              "(default: 8 m, at least 2 pixels)")
@@ -38,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per generator pass")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--no-progress", "-q", "--quiet", dest="progress", action="store_false",
-                        help="no progress bar")
+    add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
