@@ -18,7 +18,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,8 @@ def check_landcover(dataset) -> None:
             "values",
             path=dataset.name,
             hint="An RGB or multi-band image is imagery (export-chips --imagery), not land "
-                 "cover: give the single-band classified raster.",
+                 "cover: give the single-band classified raster, or extract its class band "
+                 "(e.g. gdal_translate -b 1 IN OUT.tif).",
         )
     dtype = dataset.dtypes[0]
     if not np.issubdtype(np.dtype(dtype), np.integer):
@@ -202,8 +203,12 @@ def check_writable(path: str | Path) -> None:
 # -- outputs never replace inputs ------------------------------------------------------------
 
 
+#: An input as commands take it: a path, several, or glob patterns.
+InputPaths = str | Path | Sequence[str | Path] | None
+
+
 def check_not_input(outputs: Iterable[str | Path | None],
-                    inputs: Mapping[str, str | Path | None]) -> None:
+                    inputs: Mapping[str, InputPaths]) -> None:
     """Raise InputError when an output is one of the inputs, or a folder that holds one.
 
     Paths are compared resolved (symbolic links, ``..``) and with :func:`os.path.samefile`, so a
@@ -212,23 +217,38 @@ def check_not_input(outputs: Iterable[str | Path | None],
 
     Args:
         outputs: paths a command is about to write (None entries are ignored).
-        inputs: what each input is (e.g. "land cover") -> its path (None entries are ignored).
+        inputs: what each input is (e.g. "land cover") -> its path, a list of paths, or glob
+            patterns as the multi-scene commands take them (None entries are ignored).
     """
     for output in outputs:
         if output is None:
             continue
         out = Path(output).resolve()
-        for what, source in inputs.items():
-            if source is None or not Path(source).exists():
-                continue  # only what exists can be lost (and "chesapeake-7" is no file)
-            src = Path(source).resolve()
-            if _same_file(out, src):
-                raise InputError(f"the output would replace the {what} it is made from",
-                                 path=output, hint="Choose another output path.")
-            if out.is_dir() and src.is_relative_to(out):
-                raise InputError(f"the output folder holds the {what} ({source}); replacing "
-                                 "the folder would delete it", path=output,
-                                 hint="Choose another output folder.")
+        for what, given in inputs.items():
+            for source in _input_files(given):
+                src = source.resolve()
+                if _same_file(out, src):
+                    raise InputError(f"the output would replace the {what} it is made from",
+                                     path=output, hint="Choose another output path.")
+                if out.is_dir() and src.is_relative_to(out):
+                    raise InputError(f"the output folder holds the {what} ({source}); "
+                                     "replacing the folder would delete it", path=output,
+                                     hint="Choose another output folder.")
+
+
+def _input_files(given: InputPaths) -> list[Path]:
+    """The existing paths an input names: itself, each item of a list, a glob's matches.
+    Only what exists can be lost (and a scheme name such as "chesapeake-7" is no file)."""
+    if given is None:
+        return []
+    if not isinstance(given, str | Path):
+        return [path for item in given for path in _input_files(item)]
+    path = Path(given)
+    if path.exists():
+        return [path]
+    if glob.has_magic(str(given)):
+        return [Path(p) for p in glob.glob(str(given), recursive=True)]
+    return []
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -302,6 +322,16 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
                 errno.EPERM, errno.EIO}
 #: GDAL messages of a failed write, flush or close (they are logged, not always raised).
 GDAL_WRITE_FAILURE = re.compile(r"write|seek|no space|flush|I/?O error|failed", re.IGNORECASE)
+# A damaged INPUT read inside an output block ("Read failed", "IReadBlock failed") is the
+# input's fault: it must reach the user as the input's error, not as a failed write.
+GDAL_READ_FAILURE = re.compile(r"read", re.IGNORECASE)
+
+
+def is_write_failure(message: str) -> bool:
+    """True for a GDAL or rasterio message that means an output could not be written."""
+    if GDAL_READ_FAILURE.search(message) and not re.search(r"write", message, re.IGNORECASE):
+        return False
+    return bool(GDAL_WRITE_FAILURE.search(message))
 RASTER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".img"}
 LOW_SPACE = 64 * 2**20
 
@@ -321,7 +351,7 @@ class _GdalErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "GDAL signalled an error" in message and GDAL_WRITE_FAILURE.search(message):
+        if "GDAL signalled an error" in message and is_write_failure(message):
             for errors in self._active:
                 errors.append(message.split("msg=", 1)[-1].strip("'\""))
         # Pass on only what the logger would have shown without our lowered level.
@@ -396,7 +426,7 @@ def _as_write_error(path: Path, exc: BaseException | None) -> OutputError | None
             return write_failed(path, exc.strerror or str(exc))
         if isinstance(exc, rasterio.errors.RasterioError):
             text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            if GDAL_WRITE_FAILURE.search(text) or "permission" in text.lower():
+            if is_write_failure(text) or "permission" in text.lower():
                 return write_failed(path, text)
         exc = exc.__cause__ or exc.__context__
     return None

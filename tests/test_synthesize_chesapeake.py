@@ -13,6 +13,7 @@ from geospade.classes import CHESAPEAKE_13
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize
 from geospade.synthesis.model import random_model
+from geospade.synthesis.plan import world_offset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chesapeake"
 TILE = DATA / "Baywide_13Class_20132014_E1300000_N1770000.tif"
@@ -56,4 +57,8 @@ def test_chesapeake_window_synthesises_with_georeferencing_and_nodata(cropped, t
     assert (image[:, labels == 0] == 0).all()
     assert image[:, labels != 0].std() > 1
     assert result.stats.skipped > 0  # whole tiles of nodata were not generated
-    assert result.stats.generated + result.stats.skipped == 16
+    # Tiles sit on the world grid (multiples of 256 px from the CRS origin): count those the
+    # 1024 px window touches on each axis.
+    row, col = world_offset(result.transform)
+    per_axis = [(start + 1023) // 256 - start // 256 + 1 for start in (row, col)]
+    assert result.stats.generated + result.stats.skipped == per_axis[0] * per_axis[1]

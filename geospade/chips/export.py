@@ -338,7 +338,6 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
     with contextlib.ExitStack() as stack:
         raw = stack.enter_context(open_raster(scene.landcover, "land cover"))
         check_landcover(raw)
-        _check_single_band(raw)
         require_crs(raw, "land cover")
         lc = _landcover_view(raw, options.resolution)
         if lc is not raw:
@@ -626,15 +625,6 @@ def _check_format(image_format: str, img, lc) -> None:
             raise InputError(
                 f"{what} has data type {ds.dtypes[0]}; PNG chips hold uint8 or uint16",
                 path=ds.name, hint="Use --format tif.")
-
-
-def _check_single_band(lc) -> None:
-    """A land cover has one band of class values; with more, which is the class is unknown."""
-    if lc.count != 1:
-        raise InputError(
-            f"land cover has {lc.count} bands; a classified raster has one band of class "
-            "values", path=lc.name,
-            hint="Extract the class band first (e.g. gdal_translate -b 1 IN OUT.tif).")
 
 
 def _nothing_left(num_tiles: int, skipped: collections.Counter, landcover) -> InputError:

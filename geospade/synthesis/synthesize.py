@@ -281,6 +281,10 @@ def synthesize(
     if client is None and (block_size is not None or resume or output_format != "gtiff"):
         raise InputError("block size, resume and the VRT output are options of a cluster run",
                          hint="Add --workers N, --scheduler ADDRESS or --scheduler-file FILE.")
+    if preview is not None:
+        preview = check_output_file(preview, overwrite)
+    check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
+                                     "checkpoint": checkpoint_input(checkpoint)})
     suffixes = (".vrt",) if output_format == "vrt" else GEOTIFF_SUFFIXES
     if out.suffix.lower() not in suffixes:
         ending = f"ends in '{out.suffix}'" if out.suffix else "has no extension"
@@ -289,10 +293,6 @@ def synthesize(
                          hint=f"Use a {suffixes[0]} name (e.g. "
                               f"{out.with_suffix(suffixes[0]).name}); --preview writes a PNG "
                               "quick-look beside it.")
-    if preview is not None:
-        preview = check_output_file(preview, overwrite)
-    check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
-                                     "checkpoint": checkpoint_input(checkpoint)})
     check_batch_size(batch_size)
     model = load_model(checkpoint, device)
     _check_style(model, style_image)

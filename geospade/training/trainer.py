@@ -99,11 +99,11 @@ def train(
     run_dir = Path(run_dir)
     if config is None and resume and (run_dir / "config.yaml").exists():
         config = TrainConfig.from_yaml(run_dir / "config.yaml")  # the run's own options
-    check_run_inputs(Path(chips_dir), run_dir, config)
+    folders = ([Path(chips_dir)] if isinstance(chips_dir, (str, Path))
+               else [Path(p) for p in chips_dir])
+    check_run_inputs(folders, run_dir, config)
     process = distributed.start((config or TrainConfig()).device)
     try:
-        folders = ([Path(chips_dir)] if isinstance(chips_dir, (str, Path))
-                   else [Path(p) for p in chips_dir])
         return _train(folders, run_dir, config, resume, overwrite, progress, callback,
                       process)
     finally:
@@ -395,18 +395,18 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Proce
     return None
 
 
-def check_run_inputs(chips_dir: Path, run_dir: Path, config: TrainConfig | None) -> None:
-    """InputError when the run would write over its chips or VGG weights."""
+def check_run_inputs(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None) -> None:
+    """InputError when the run would write over its chip folders or VGG weights."""
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputExistsError("the run folder is a file", path=run_dir,
                                 hint="Give a folder for the run (it is created if needed).")
     check_writable(run_dir / "checkpoints")
-    if chips_dir.resolve() == run_dir.resolve():
+    if any(folder.resolve() == run_dir.resolve() for folder in chips_dirs):
         raise InputError("the run folder is the chip folder", path=run_dir,
                          hint="Give the run its own folder.")
     vgg = config.vgg_weights if config is not None else None
     check_not_input([run_dir / name for name in RUN_ENTRIES],
-                    {"chip folder": chips_dir, "VGG19 weights": vgg})
+                    {"chip folder": chips_dirs, "VGG19 weights": vgg})
 
 
 def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
