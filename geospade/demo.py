@@ -35,7 +35,9 @@ from geospade.raster import atomic_file, check_output, geotiff_profile, open_ras
 from geospade.tiling import tile_grid
 
 DEMO_CRS = "EPSG:32618"  # UTM 18N, where Chesapeake land cover is commonly delivered
-DEMO_ORIGIN = (360000.0, 4310000.0)  # upper-left corner, central Maryland
+# Upper-left corner, central Maryland, on whole multiples of 512 m so that the scene starts
+# on synthesis's world-anchored 512 px tile grid (a 2048 px scene is then 4 x 4 tiles).
+DEMO_ORIGIN = (359936.0, 4310016.0)
 # About 2 GB of memory at 4096; for larger rasters tile_raster() a demo scene instead.
 MIN_SIZE, MAX_SIZE = 256, 4096
 

@@ -21,13 +21,13 @@ from geospade.chips.export import export_chips
 from geospade.chips.split import default_block_size, spatial_split
 from geospade.classes import CHESAPEAKE_7
 from geospade.cli.main import main
-from geospade.demo import make_demo_scene
+from geospade.demo import DEMO_ORIGIN, make_demo_scene
 from geospade.errors import InputError
 from geospade.raster import read_world_file
 from geospade.tiling import tile_grid
 
 TILE = 128
-DEMO_TRANSFORM = from_origin(360000.0, 4310000.0, 1.0, 1.0)  # the demo scene's grid
+DEMO_TRANSFORM = from_origin(*DEMO_ORIGIN, 1.0, 1.0)  # the demo scene's grid
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,8 @@ def test_spatial_split_keeps_validation_apart_from_training(scene, tmp_path):
 
 def test_area_of_interest_in_another_crs_keeps_only_chips_inside(scene, tmp_path):
     # The left half of the scene, given in geographic coordinates.
-    half = shapely.box(360000.0 - 50, 4310000.0 - 512 - 50, 360000.0 + 256 + 0.5, 4310000.0 + 50)
+    left, top = DEMO_ORIGIN
+    half = shapely.box(left - 50, top - 512 - 50, left + 256 + 0.5, top + 50)
     aoi = geopandas.GeoDataFrame(geometry=[half], crs="EPSG:32618").to_crs("EPSG:4326")
     aoi.to_file(tmp_path / "aoi.geojson")
     out = tmp_path / "out"
