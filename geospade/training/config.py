@@ -21,6 +21,7 @@ from geospade.errors import InputError
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 METRICS_FORMATS = ("jsonl", "csv")
 AMP_DTYPES = ("auto", "bf16", "fp16")
+OBJECTIVES = ("spade", "oasis")
 DEFAULT_STEPS = 5000
 
 
@@ -44,9 +45,13 @@ class TrainConfig:
         steps: number of optimisation steps (default 5000 unless ``epochs`` is given).
         epochs: train for this many passes over the training chips instead of ``steps``.
         batch_size: chips per step on each process (per GPU under torchrun).
+        objective: "spade" (multi-scale PatchGAN, hinge + feature matching [+ VGG] [+ L1])
+            or "oasis" (a U-Net discriminator segmenting real chips into the classes and
+            generated ones into "fake", with LabelMix; no perceptual loss needed).
         lr_g, lr_d: Adam learning rates (two-time-scale update rule).
         beta1, beta2: Adam betas; SPADE uses (0, 0.9).
-        lambda_fm: weight of the discriminator feature-matching loss.
+        lambda_fm: weight of the discriminator feature-matching loss (spade).
+        lambda_labelmix: weight of the LabelMix consistency loss of the discriminator (oasis).
         lambda_vgg: weight of the VGG19 perceptual loss (only with ``vgg_weights``).
         lambda_l1: weight of an L1 loss between generated and real chips (0 = off, as in the
             paper). It anchors colours quickly in short runs where no VGG19 weights are
@@ -81,11 +86,15 @@ class TrainConfig:
     steps: int | None = _opt(None, f"optimisation steps (default {DEFAULT_STEPS} unless --epochs)")
     epochs: int | None = _opt(None, "passes over the training chips (instead of --steps)")
     batch_size: int = _opt(4, "chips per step on each process (per GPU under torchrun)")
+    objective: str = _opt("spade", "spade (PatchGAN: hinge + feature matching [+ VGG] [+ L1]) "
+                          "or oasis (U-Net discriminator over the classes + fake, LabelMix)",
+                          choices=OBJECTIVES)
     lr_g: float = _opt(1e-4, "generator learning rate")
     lr_d: float = _opt(4e-4, "discriminator learning rate")
     beta1: float = _opt(0.0, "Adam beta1")
     beta2: float = _opt(0.9, "Adam beta2")
     lambda_fm: float = _opt(10.0, "weight of the feature-matching loss")
+    lambda_labelmix: float = _opt(10.0, "weight of the discriminator's LabelMix loss (oasis)")
     lambda_vgg: float = _opt(10.0, "weight of the VGG19 loss (only with --vgg-weights)")
     lambda_l1: float = _opt(0.0, "weight of an L1 loss to the real chip (0 = off, as in SPADE)")
     vgg_weights: str | None = _opt(None, "torchvision VGG19 weights file; enables the VGG loss",
@@ -134,7 +143,9 @@ class TrainConfig:
         for name in ("beta1", "beta2", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise bad(name, "must be in [0, 1)", "SPADE uses beta1=0, beta2=0.9.")
-        for name in ("lambda_fm", "lambda_vgg", "lambda_l1"):
+        if self.objective not in OBJECTIVES:
+            raise bad("objective", "unknown objective", f"Use one of {list(OBJECTIVES)}.")
+        for name in ("lambda_fm", "lambda_labelmix", "lambda_vgg", "lambda_l1"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative", "Give 0 to switch the loss off.")
         if not DEVICE_PATTERN.match(self.device):

@@ -44,7 +44,7 @@ from geospade.training import distributed
 from geospade.training.config import TrainConfig
 from geospade.training.distributed import Process
 from geospade.training.logs import MetricsLog, require_tensorboard
-from geospade.training.loss import Batch, LossTerms, build_objective
+from geospade.training.loss import DISCRIMINATOR_OF, Batch, LossTerms, build_objective
 from geospade.training.visuals import sample_grid, write_png
 
 # What a run folder holds; --overwrite removes exactly these.
@@ -124,7 +124,7 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
     # ---- models, optimisers and the objective (same initial weights on every process) ------
     distributed.seed_everything(config.seed)
     state, mcfg = build_state(train_set, config, device, chips_dir)
-    objective = build_objective(config, device)
+    objective = build_objective(config, mcfg.num_classes, device)
     amp_dtype = autocast_dtype(config, device)
     card = model_card(mcfg, train_set, chips_dir, device, amp_dtype, process)
     if checkpoint is not None:
@@ -281,7 +281,8 @@ def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.devic
                 chips_dir: Path) -> tuple[TrainingState, ModelConfig]:
     """Fresh networks and optimisers for the chips' classes and bands, at step 0."""
     folder, scheme, imagery = train_set.folder, train_set.class_scheme, train_set.imagery
-    mcfg = model_config(config.preset, scheme.num_classes, imagery.count, **config.model)
+    mcfg = model_config(config.preset, scheme.num_classes, imagery.count,
+                        **model_options(config))
     check_chip_size(folder.tile_size, mcfg.downsampling_factor, chips_dir, config.preset)
     generator = build_generator(mcfg).to(device)
     discriminator = build_discriminator(mcfg).to(device)
@@ -292,6 +293,17 @@ def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.devic
     scaler = grad_scaler(device, enabled=autocast_dtype(config, device) == torch.float16)
     return TrainingState(generator, discriminator, generator_ema, optimizer_g, optimizer_d,
                          scaler), mcfg
+
+
+def model_options(config: TrainConfig) -> dict[str, Any]:
+    """The model-config overrides of a run: ``config.model`` plus the objective's discriminator."""
+    wanted = DISCRIMINATOR_OF[config.objective]
+    given = config.model.get("discriminator", wanted)
+    if given != wanted:
+        raise InputError(f"model discriminator={given} does not fit objective={config.objective}, "
+                         f"which trains a '{wanted}' discriminator",
+                         hint="Leave the discriminator out of --model: the objective picks it.")
+    return {**config.model, "discriminator": wanted}
 
 
 def place_models(state: TrainingState, config: TrainConfig, device: torch.device,
@@ -505,9 +517,9 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Proce
 def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
     """CheckpointError when the checkpoint's model or classes differ from this run's."""
     saved = checkpoint["card"]
-    if saved["model_config"] != card.model_config:
-        changed = sorted(k for k in card.model_config
-                         if saved["model_config"].get(k) != card.model_config[k])
+    saved_model = ModelConfig.from_dict(saved["model_config"]).to_dict()  # older: defaults
+    if saved_model != card.model_config:
+        changed = sorted(k for k in card.model_config if saved_model.get(k) != card.model_config[k])
         raise CheckpointError(f"the run's model differs from this one in {changed}", path=run_dir,
                               hint="Resume with the run's own preset and model options.")
     if saved["class_scheme"] != card.class_scheme.to_dict():
