@@ -109,3 +109,28 @@ def test_batches_and_valid_masks():
     result = compare(one, two)
     assert result["texture_ratio"] == pytest.approx(1.0)
     assert result["variety_ratio"] == pytest.approx(1.0)
+
+
+def test_segmenter_class_weights_favour_small_classes(tmp_path):
+    from geospade.chips.dataset import ChipDataset
+    from geospade.chips.export import export_chips
+    from geospade.demo import make_demo_scene
+    from geospade.evaluation.segmenter import class_weights
+
+    scene = make_demo_scene(tmp_path / "scene", size=256, seed=1, progress=False)
+    export_chips(scene.landcover, scene.imagery, tmp_path / "chips", tile_size=64,
+                 max_nodata=1.0, progress=False)
+    dataset = ChipDataset(tmp_path / "chips", "train")
+    weights = class_weights(dataset).numpy()
+    counts = np.zeros(len(weights), np.int64)
+    for record in dataset.records:
+        labels = dataset.read(record)[0]
+        counts += np.bincount(labels[labels < len(weights)], minlength=len(weights))
+    present = counts > 0
+    assert (weights[~present] == 0).all()
+    assert weights[present].mean() == pytest.approx(1.0)
+    order = np.argsort(counts[present])
+    assert (np.diff(weights[present][order]) <= 1e-6).all()  # rarer class, larger weight
+    share = counts[present] / counts.sum()
+    np.testing.assert_allclose(weights[present] * np.sqrt(share),
+                               (weights[present] * np.sqrt(share))[0], rtol=1e-5)
