@@ -117,3 +117,42 @@ def test_objective_flag_and_a_conflicting_discriminator(chips, tmp_path):
             "discriminator": "multiscale"}}), progress=False)
     with pytest.raises(InputError, match="objective"):
         TrainConfig(objective="pix2pix").validate()
+
+
+# ---- recipes: --preset alone is the preset's best recipe --------------------------------------
+
+
+def test_options_left_to_the_preset_take_its_recipe():
+    from geospade.training.config import RECIPE_FALLBACK, RECIPES
+
+    cpu = TrainConfig(preset="cpu").resolved()
+    for name, value in RECIPES["cpu"].items():
+        assert getattr(cpu, name) == value, name
+    tiny = TrainConfig(preset="tiny").resolved()
+    assert (tiny.objective, tiny.batch_size, tiny.lambda_l1, tiny.steps) == \
+        tuple(RECIPE_FALLBACK[k] for k in ("objective", "batch_size", "lambda_l1", "steps"))
+    given = TrainConfig(preset="cpu", objective="spade", batch_size=2, epochs=3).resolved()
+    assert (given.objective, given.batch_size, given.steps, given.epochs) == ("spade", 2, None, 3)
+    assert TrainConfig(preset="cpu").total_steps(10) == RECIPES["cpu"]["steps"]
+
+
+def test_cli_preset_alone_is_the_recipe(tmp_path):
+    from geospade.cli.train import resolve_config
+
+    args = cli_main.build_parser().parse_args(["train", "chips", "-o", str(tmp_path / "run"),
+                                               "--preset", "cpu"])
+    assert resolve_config(args).resolved() == TrainConfig(preset="cpu").resolved()
+
+
+def test_quickstart_trains_with_exactly_the_cpu_recipe():
+    from geospade.quickstart import default_settings
+
+    settings = default_settings("cpu")
+    assert settings.preset == "cpu" and settings.steps is None and settings.batch_size is None
+
+
+def test_a_run_records_the_resolved_recipe(chips, tmp_path):
+    run = tmp_path / "run"
+    train(chips, run, TrainConfig(preset="tiny", steps=1, device="cpu"), progress=False)
+    saved = TrainConfig.from_yaml(run / "config.yaml")
+    assert saved.objective == "spade" and saved.batch_size == 4 and saved.lambda_l1 == 0.0

@@ -109,7 +109,7 @@ def _train(chips_dir: Path, run_dir: Path, config: TrainConfig | None, resume: b
     if config is None:
         config = (TrainConfig.from_dict(checkpoint["train_config"]) if checkpoint
                   else TrainConfig())
-    config.validate()
+    config = config.validate().resolved()  # options left to the preset: its recipe
     if config.tensorboard:
         require_tensorboard()  # on every process: a rank-0-only error would hang the others
     device = process.device
