@@ -77,6 +77,12 @@ def train_for(chips: Path, run: Path, options: dict, budget: float, seed: int) -
             "checkpoint": str(run / "checkpoints" / "latest.pt")}
 
 
+def ratio(value: float, reference: float) -> float:
+    """value / reference, NaN where the reference is 0 or not finite."""
+    ok = math.isfinite(reference) and reference != 0
+    return value / reference if ok else float("nan")
+
+
 def read(path: Path) -> np.ndarray:
     import rasterio
 
@@ -109,7 +115,7 @@ def region_scores(segmenter, scheme, labels: np.ndarray, real: np.ndarray,
     return {"texture_ratio": realism["texture_ratio"], "spread_ratio": realism["spread_ratio"],
             "variety_ratio": realism["variety_ratio"], "colour_error": realism["colour_error"],
             "miou_real": miou["real"], "miou_synthetic": miou["synthetic"],
-            "miou_ratio": miou["synthetic"] / miou["real"],
+            "miou_ratio": ratio(miou["synthetic"], miou["real"]),
             "frechet": frechet_distance_of(np.stack(features["real"]),
                                            np.stack(features["synthetic"])),
             "classes": realism["classes"]}
@@ -120,7 +126,7 @@ def grid_statistic(synthetic: Path, real: Path, period: int) -> dict:
     from geospade.synthesis import seam_score
 
     syn, ref = seam_score(synthetic, period), seam_score(real, period)
-    return {"period": period, "synthetic": syn, "real": ref, "ratio": syn / ref}
+    return {"period": period, "synthetic": syn, "real": ref, "ratio": ratio(syn, ref)}
 
 
 def synthesize_scene(checkpoint: str, landcover: Path, out: Path, seed: int) -> tuple[Path, int]:
@@ -194,7 +200,8 @@ def demo_part(out: Path, args: argparse.Namespace) -> dict:
                           "colour_error": realism["colour_error"],
                           "miou_real": report["real"]["miou"],
                           "miou_synthetic": report["synthetic"]["miou"],
-                          "miou_ratio": report["synthetic"]["miou"] / report["real"]["miou"],
+                          "miou_ratio": ratio(report["synthetic"]["miou"],
+                                              report["real"]["miou"]),
                           "frechet": report["frechet"]["segmenter_features"]},
             "scene": region_scores(segmenter, segmenter.class_scheme, labels, real,
                                    read(synthetic)),
