@@ -106,3 +106,28 @@ def test_receptive_field_bounds_the_dependence(adaptive):
     r = G.receptive_field
     assert reach <= r
     assert reach >= r - 2 * G.downsampling_factor  # the bound is not loose
+
+
+# The smooth variant: bilinear upsampling, area-averaged labels, a field of slow noise.
+SMOOTH = dict(upsample="bilinear", noise_field=2, noise_field_spacing=24)
+
+
+@pytest.mark.parametrize("adaptive", ["spade", "clade"])
+def test_smooth_generator_is_tiling_invariant(adaptive):
+    diff, spread = crop_vs_whole(lively_generator(norm="batch", adaptive=adaptive, **SMOOTH))
+    assert spread > 0.1
+    assert diff < 1e-4
+
+
+@pytest.mark.parametrize("adaptive", ["spade", "clade"])
+def test_receptive_field_bounds_the_smooth_generator(adaptive):
+    G = lively_generator(norm="batch", adaptive=adaptive, upsample="bilinear")
+    size, centre = 192, 93
+    labels = one_hot(blob_labels(size, NUM_CLASSES, seed=3), NUM_CLASSES).requires_grad_(True)
+    noise = G.make_noise(1, size, size, SEED).requires_grad_(True)
+    G(labels, noise)[0, :, centre, centre].sum().backward()
+    support = (labels.grad.abs().sum((0, 1)) + noise.grad.abs().sum((0, 1))) > 0
+    rows, cols = torch.nonzero(support, as_tuple=True)
+    reach = max((rows - centre).abs().max().item(), (cols - centre).abs().max().item())
+    assert G.downsampling_factor * 2 < G.receptive_field - 2 * G.downsampling_factor <= reach
+    assert reach <= G.receptive_field

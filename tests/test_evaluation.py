@@ -145,13 +145,34 @@ def test_report_files(setup, reports):
     table = (folder / "report.txt").read_text()
     assert "IoU real" in table and "IoU synth" in table and "Water" in table and "mIoU" in table
     with rasterio.open(folder / "panel.png") as png:
-        # 4 worst + 4 best rows of 4 pictures, 64 px chips shown at 128 px.
-        assert png.width == 4 * 128 + 3 * 8
+        # 4 worst + 4 best rows of 6 pictures, 64 px chips shown at 128 px.
+        assert png.width == 6 * 128 + 5 * 8
         assert png.height == 8 * 128 + 6 * 8 + 24 + 13  # + the column heading
         heading = png.read()[:, :13]
-    for col in range(4):  # dark text over each picture's column, on white
+    for col in range(6):  # dark text over each picture's column, on white
         over = heading[:, :, col * 136:col * 136 + 128]
         assert (over == 0).any() and (over == 255).mean() > 0.5
+
+
+def test_realism_measures_in_the_report(setup, reports):
+    from geospade.evaluation.realism import RealismStats
+
+    dataset = ChipDataset(setup["chips"], split="val")
+    real = RealismStats(dataset.class_scheme.num_classes, 3)
+    for record in dataset.records:
+        with rasterio.open(record.image) as ds:
+            real.add(ds.read(), dataset.read(record)[0])
+    realism = reports["good"]["realism"]
+    measured = [i for i, c in enumerate(realism["classes"]) if np.isfinite(c["texture_real"])]
+    assert len(measured) >= 4
+    np.testing.assert_allclose([realism["classes"][i]["texture_real"] for i in measured],
+                               real.texture[measured])
+    measured = [realism["classes"][i] for i in measured]
+    for c in measured:
+        assert c["texture_ratio"] == pytest.approx(c["texture_synthetic"] / c["texture_real"])
+    assert realism["texture_ratio"] > 0 and realism["variety_ratio"] > 0
+    table = (setup["root"] / "report_good" / "report.txt").read_text()
+    assert "texture" in table and "variety" in table and "colour error" in table
 
 
 def test_existing_report_needs_overwrite(setup, reports):

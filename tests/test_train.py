@@ -26,7 +26,7 @@ from geospade.models import (
     recompute_batchnorm_stats,
 )
 from geospade.training import TrainConfig, train
-from geospade.training import trainer as trainer_module
+from geospade.training import loss as loss_module
 from geospade.training.distributed import epoch_order, seed_everything
 from geospade.training.visuals import sample_grid, write_png
 
@@ -63,7 +63,8 @@ def test_config_defaults_follow_spade():
     cfg = TrainConfig()
     assert (cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2) == (1e-4, 4e-4, 0.0, 0.9)
     assert cfg.lambda_fm == 10.0
-    assert cfg.total_steps(100) == 5000
+    assert TrainConfig(preset="paper").total_steps(100) == 5000
+    assert cfg.total_steps(100) == 900  # the cpu preset's recipe
     assert TrainConfig(epochs=3).total_steps(100) == 300
 
 
@@ -256,12 +257,12 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(demo_chips, tmp_path, monk
     train(demo_chips, run, TrainConfig(steps=2, **TINY), progress=False)
     latest = run / "checkpoints" / "latest.pt"
     before = latest.read_bytes()
-    real_loss = trainer_module.hinge_g_loss
+    real_loss = loss_module.hinge_g_loss
 
     def poisoned(fake_preds):
         return real_loss(fake_preds) * float("nan")
 
-    monkeypatch.setattr(trainer_module, "hinge_g_loss", poisoned)
+    monkeypatch.setattr(loss_module, "hinge_g_loss", poisoned)
     with pytest.raises(TrainingDivergedError) as exc:
         train(demo_chips, run, TrainConfig(steps=4, **TINY), resume=True, progress=False)
     message = str(exc.value)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from geospade.errors import GeospadeError, InputError
+from geospade.training.config import OBJECTIVES, TrainConfig
 
 #: Chip and tile sizes must be multiples of this: ArcGIS Pro's convention for training chips,
 #: and the largest downsampling factor (2**5) of geospade's generators.
@@ -107,7 +108,7 @@ EXPORT_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 #: TrainConfig options the Train tool shows; the rest come from a YAML config file.
-TRAIN_OPTIONS = ("preset", "steps", "epochs", "batch_size", "device", "seed", "augment",
+TRAIN_OPTIONS = ("preset", "objective", "steps", "epochs", "batch_size", "device", "seed", "augment",
                  "lr_g", "lr_d", "checkpoint_every", "sample_every", "vgg_weights", "classes",
                  "map_unknown", "workers")
 
@@ -115,6 +116,8 @@ TRAIN_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("chips_dir", "Input Chip Folders", "DEFolder", multi_value=True),
     ParamSpec("run_dir", "Output Run Folder", "DEFolder", direction="Output"),
     _opt("preset", "Model Preset", "GPString", "cpu", choices=PRESETS),
+    _opt("objective", "Training Objective", "GPString", TrainConfig().objective,
+         choices=OBJECTIVES),
     _opt("steps", "Training Steps", "GPLong"),
     _opt("epochs", "Epochs (instead of steps)", "GPLong"),
     _opt("batch_size", "Batch Size", "GPLong", 4),

@@ -3,7 +3,8 @@
 A segmenter from ``geospade train-segmenter`` classifies the real and the synthesised image of
 every chip of a split; per-class IoU, mIoU and pixel accuracy against the chips' land cover
 are reported for both (real = the ceiling), with a Fréchet distance of the segmenter's
-features and per-class colour statistics. Writes report.json, report.txt and panel.png to
+features, per-class colour statistics and realism ratios (synthetic / real texture, spread
+and variety of each class, 1.0 = as real, flat paint 0). Writes report.json, report.txt and panel.png to
 the output folder and prints the table.
 """
 

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-channels", type=int, default=16,
                         help="U-Net channels of its first level")
     parser.add_argument("--depth", type=int, default=3, help="U-Net poolings")
+    parser.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=True,
+                        help="weight the loss towards small classes (1 / sqrt of pixel share)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and chip order")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     path = train_segmenter(args.chips, args.output, steps=args.steps,
                            batch_size=args.batch_size, learning_rate=args.learning_rate,
                            base_channels=args.base_channels, depth=args.depth,
-                           device=args.device, seed=args.seed, overwrite=args.overwrite,
+                           class_balance=args.class_balance, device=args.device, seed=args.seed, overwrite=args.overwrite,
                            progress=args.progress)
     scores = load_segmenter(path, "cpu").card.extra.get("validation", {})
     print(f"{path}: pixel accuracy {scores.get('pixel_accuracy', float('nan')):.3f}, "

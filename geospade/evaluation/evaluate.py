@@ -30,6 +30,7 @@ from geospade.evaluation.metrics import (
     mean_iou,
     pixel_accuracy,
 )
+from geospade.evaluation.realism import RealismStats, compare
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import atomic_dir, check_not_input, check_output
 
@@ -247,6 +248,8 @@ class ChipScores:
     panel: PanelPicker
     inception_real: list[np.ndarray] = field(default_factory=list)
     inception_synthetic: list[np.ndarray] = field(default_factory=list)
+    realism_real: RealismStats | None = None
+    realism_synthetic: RealismStats | None = None
 
 
 def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_chips: int,
@@ -260,7 +263,8 @@ def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_
     rows, cols = chip_offsets(dataset.records, dataset.folder)
     scores = ChipScores(np.zeros((n, n), np.int64), np.zeros((n, n), np.int64), [], [],
                         ColourStats(n, imagery.count), ColourStats(n, imagery.count), [],
-                        PanelPicker(panel_chips))
+                        PanelPicker(panel_chips), realism_real=RealismStats(n, imagery.count),
+                        realism_synthetic=RealismStats(n, imagery.count))
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, batch_size))
     features_real, features_syn = [], []
     with progress_bar(progress, total=len(dataset), desc="evaluate", unit="chip") as bar:
@@ -283,6 +287,8 @@ def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_
                 scores.inception_synthetic.append(inception(generated))
             scores.colours_real.add(real_px, labels)
             scores.colours_synthetic.add(syn_px, labels)
+            scores.realism_real.add(real_px, labels)
+            scores.realism_synthetic.add(syn_px, labels)
             for j, i in enumerate(index):
                 scores.confusion_real += confusion_matrix(pred_real[j], labels[j], n,
                                                           scheme.ignore_index)
@@ -373,11 +379,22 @@ def build_report(scores: ChipScores, model, dataset, *, split: str, seed: int, c
         "inception_fid": (frechet_distance_of(np.concatenate(scores.inception_real),
                                               np.concatenate(scores.inception_synthetic))
                           if scores.inception_real else None),
+        "realism": realism_report(scores, scheme),
         "seams": None,
         "confusion_real": scores.confusion_real.tolist(),
         "confusion_synthetic": scores.confusion_synthetic.tolist(),
         "chips_by_synthetic_accuracy": [{"index": i, "pixel_accuracy": a} for a, i in ranked],
     }
+
+
+def realism_report(scores: ChipScores, scheme) -> dict | None:
+    """Texture, spread and variety ratios (synthetic / real) and colour errors, per class."""
+    if scores.realism_real is None or scores.realism_synthetic is None:
+        return None
+    realism = compare(scores.realism_real, scores.realism_synthetic)
+    for row, cls in zip(realism["classes"], scheme.classes, strict=True):
+        row.update({"value": cls.value, "name": cls.name})
+    return realism
 
 
 def _describe(source) -> str | None:

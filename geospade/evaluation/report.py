@@ -2,8 +2,10 @@
 
 The JSON holds every number (NaN, e.g. the IoU of a class absent from the chips, becomes
 null); the table shows per class the IoU on real and synthetic chips and the mean colours;
-the panel shows the worst and best chips by synthetic pixel accuracy as rows of
-label colours | real | synthetic | segmentation of the synthetic image, under a heading.
+the realism table gives per class the synthetic / real ratios of texture, spread and variety
+and the mean-colour error; the panel shows the worst and best chips by synthetic pixel
+accuracy, under column headings, as rows of label colours | real | synthetic | segmentation of the synthetic image |
+gradient magnitude of the real | of the synthetic image (flat paint shows black).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from geospade.classes import ClassScheme
+from geospade.evaluation.realism import gradient_magnitude
 from geospade.font import heading_strip
 from geospade.imagery import ImageryInfo
 from geospade.preview import imagery_rgb, landcover_rgb, side_by_side, write_png
 
 PANEL_MIN_SIZE = 128  # small chips are enlarged (nearest) to at least this many pixels
-PANEL_HEADINGS = ("land cover", "real", "synthetic", "segmentation")
+PANEL_HEADINGS = ("land cover", "real", "synthetic", "segmentation", "real texture",
+                  "synth texture")
 PANEL_GAP = 8  # pixels between pictures (side_by_side's default)
 
 
@@ -93,6 +97,7 @@ def format_table(report: dict) -> str:
     out = [f"{report['num_chips']} '{report['split']}' chips of {report['chip_size']} px; "
            f"colours are {bands} means in pixel units", "", line(header),
            line(["-" * w for w in widths]), *map(line, rows), ""]
+    out += realism_table(report.get("realism"))
     real, syn = report["real"], report["synthetic"]
     out.append(f"mIoU            real {_num(real['miou'])}   synthetic {_num(syn['miou'])}")
     left_out = report.get("miou_left_out") or []
@@ -117,6 +122,37 @@ def format_table(report: dict) -> str:
     return "\n".join(out)
 
 
+def realism_table(realism: dict | None) -> list[str]:
+    """Lines of the per-class realism table (synthetic / real ratios; 1.0 = like real)."""
+    if not realism:
+        return []
+    header = ("class", "texture", "spread", "variety", "segments", "colour error")
+    rows = [(f"{c.get('value', i)} {c.get('name', '')}".strip(), _num(c["texture_ratio"], 2),
+             _num(c["spread_ratio"], 2), _num(c["variety_ratio"], 2),
+             f"{c['segments_synthetic']}", _num(c["colour_error"], 1))
+            for i, c in enumerate(realism["classes"])]
+    rows.append(("mean", _num(realism["texture_ratio"], 2), _num(realism["spread_ratio"], 2),
+                 _num(realism["variety_ratio"], 2), "", _num(realism["colour_error"], 1)))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return ["realism, synthetic / real (1.0 = as real; a flat per-class paint scores 0): "
+            "texture = gradient inside the class, spread = std in the class, variety = std "
+            "of segment mean colours; colour error in pixel units", "", line(header),
+            line(["-" * w for w in widths]), *map(line, rows), ""]
+
+
+def texture_pictures(real: np.ndarray, synthetic: np.ndarray) -> list[np.ndarray]:
+    """Gradient magnitude of a real and a synthetic chip as grey (3, H, W) uint8, one scale."""
+    grads = [gradient_magnitude(real), gradient_magnitude(synthetic)]
+    scale = max(float(np.percentile(grads[0], 99)), 1e-6)
+    return [np.repeat(np.clip(g / scale * 255, 0, 255).astype(np.uint8)[None], 3, axis=0)
+            for g in grads]
+
+
 def _index_to_values(indices: np.ndarray, scheme: ClassScheme) -> np.ndarray:
     """Model indices -> raster values for drawing (don't-care drawn as nodata: black)."""
     nodata = -1 if scheme.nodata is None else scheme.nodata
@@ -130,15 +166,17 @@ def _enlarge(rgb: np.ndarray) -> np.ndarray:
 
 
 def panel_row(chip, scheme: ClassScheme, imagery: ImageryInfo) -> np.ndarray:
-    """label colours | real | synthetic | segmentation of the synthetic image, one chip."""
+    """label colours | real | synthetic | segmentation of the synthetic image | gradient
+    magnitude of the real | of the synthetic image, one chip."""
     pictures = [landcover_rgb(_index_to_values(chip.labels, scheme), scheme),
                 imagery_rgb(chip.real, imagery), imagery_rgb(chip.synthetic, imagery),
-                landcover_rgb(_index_to_values(chip.predicted, scheme), scheme)]
+                landcover_rgb(_index_to_values(chip.predicted, scheme), scheme),
+                *texture_pictures(chip.real, chip.synthetic)]
     return side_by_side([_enlarge(p) for p in pictures])
 
 
 def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) -> np.ndarray:
-    """(3, H, W) uint8: a heading naming the four columns, rows of the worst chips, a thicker
+    """(3, H, W) uint8: a heading naming the columns, rows of the worst chips, a thicker
     gap, then rows of the best chips."""
     groups = [[panel_row(c, scheme, imagery) for c in chips]
               for chips in (panel.worst, panel.best) if chips]
@@ -151,7 +189,7 @@ def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) 
             parts.append(row)
     first = (panel.worst or panel.best)[0]
     picture = _enlarge(landcover_rgb(_index_to_values(first.labels, scheme), scheme)).shape[2]
-    parts.insert(0, heading_strip(PANEL_HEADINGS, [picture] * 4, PANEL_GAP))
+    parts.insert(0, heading_strip(PANEL_HEADINGS, [picture] * len(PANEL_HEADINGS), PANEL_GAP))
     width = max(p.shape[2] for p in parts)
     parts = [np.pad(p, ((0, 0), (0, 0), (0, width - p.shape[2])), constant_values=255)
              for p in parts]

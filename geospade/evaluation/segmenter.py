@@ -187,6 +187,7 @@ def train_segmenter(
     learning_rate: float = 2e-3,
     base_channels: int = 16,
     depth: int = 3,
+    class_balance: bool = True,
     device: str | torch.device = "auto",
     seed: int = 0,
     overwrite: bool = False,
@@ -194,8 +195,10 @@ def train_segmenter(
 ) -> Path:
     """Train a U-Net segmenter on a chip folder's train split and save it.
 
-    Cross-entropy over the real classes (nodata pixels ignored), Adam with a cosine learning
-    rate decay, the dataset's flips/rotations as augmentation. After training, pixel accuracy
+    Cross-entropy over the real classes (nodata pixels ignored; with ``class_balance`` each
+    class weighted by the inverse square root of its pixel share, so small classes such as
+    roads and buildings are learnt too), Adam with a cosine learning rate decay, the
+    dataset's flips/rotations as augmentation. After training, pixel accuracy
     and mIoU on the validation split (all chips when there is none) are logged and kept in
     the saved card's ``extra`` (``validation``).
 
@@ -207,6 +210,7 @@ def train_segmenter(
         learning_rate: Adam's initial learning rate.
         base_channels: U-Net width of its first level.
         depth: U-Net poolings (chips are padded to a multiple of 2**depth).
+        class_balance: weight the loss towards small classes (see above).
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: seeds the weights, the chip order and the augmentation.
         overwrite: replace an existing ``out_path``.
@@ -244,6 +248,7 @@ def train_segmenter(
         # after reading). The loader runs in this process, so the cache is shared.
         train_set.read = functools.lru_cache(maxsize=None)(train_set.read)
     network = UNet(imagery.count, scheme.num_classes, base_channels, depth).to(device)
+    weights = class_weights(train_set).to(device) if class_balance else None
     optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -258,7 +263,7 @@ def train_segmenter(
             train_set.set_epoch(epoch)
             for batch in loader:
                 logits = network(batch["image"].to(device))
-                loss = F.cross_entropy(logits, batch["label"].to(device),
+                loss = F.cross_entropy(logits, batch["label"].to(device), weight=weights,
                                        ignore_index=scheme.ignore_index)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
@@ -295,10 +300,27 @@ def train_segmenter(
     log.info("segmenter validation: %s", card.extra["validation"])
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     train_config = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
-                    "seed": seed, "chips": str(chips_dir)}
+                    "class_balance": class_balance, "seed": seed, "chips": str(chips_dir)}
     save_checkpoint(out_path, card, {"segmenter": state, "step": steps,
                                      "train_config": train_config})
     return out_path
+
+
+def class_weights(dataset) -> torch.Tensor:
+    """Loss weight per class: 1 / sqrt(pixel share), mean 1 over the classes present.
+
+    The square root keeps rare classes from dominating the loss; absent classes get 0.
+    """
+    n = dataset.class_scheme.num_classes
+    counts = np.zeros(n, np.int64)
+    for record in dataset.records:
+        labels = dataset.read(record)[0]
+        counts += np.bincount(labels[labels < n].reshape(-1), minlength=n)[:n]
+    present = counts > 0
+    weights = np.zeros(n, np.float64)
+    weights[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
+    weights[present] /= weights[present].mean()
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def validation_scores(segmenter: Segmenter, folder, batch_size: int = 16) -> dict:

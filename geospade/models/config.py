@@ -17,6 +17,8 @@ from geospade.errors import InputError
 
 NORMS = ("batch", "instance", "none")
 ADAPTIVE = ("spade", "clade")
+DISCRIMINATORS = ("multiscale", "unet")
+UPSAMPLING = ("nearest", "bilinear")
 
 
 @dataclass
@@ -40,8 +42,16 @@ class ModelConfig:
             cheaper, the fast mode for large rasters).
         noise_dim: channels of the per-raster style vector (0: no style input).
         noise_spatial: channels of per-pixel noise hashed from global coordinates (0: none).
-        num_d: discriminator scales.
-        d_layers: layers of each PatchGAN discriminator.
+        noise_field: channels of slowly varying noise, a smooth blend of values hashed on a
+            lattice of ``noise_field_spacing`` pixels in global coordinates (0: none): gives
+            each field or wood its own look.
+        noise_field_spacing: that lattice's spacing in pixels (about a parcel's size).
+        upsample: "nearest" (as published) or "bilinear" (with the label map area-averaged
+            to each resolution), which leaves no 2**k-pixel grid in the output.
+        discriminator: "multiscale" (SPADE's PatchGANs, real/fake per patch, sees the labels)
+            or "unet" (OASIS: segments the image into the classes + "fake", per pixel).
+        num_d: discriminator scales (multiscale).
+        d_layers: layers of each PatchGAN discriminator, or the U-Net's levels.
         dont_care: feed the don't-care (nodata) one-hot channel to the networks.
     """
 
@@ -57,6 +67,10 @@ class ModelConfig:
     adaptive: str = "spade"
     noise_dim: int = 0
     noise_spatial: int = 0
+    noise_field: int = 0
+    noise_field_spacing: int = 64
+    upsample: str = "nearest"
+    discriminator: str = "multiscale"
     num_d: int = 2
     d_layers: int = 4
     dont_care: bool = True
@@ -70,6 +84,14 @@ class ModelConfig:
             raise InputError(f"model norm '{self.norm}' is not one of {NORMS}")
         if self.adaptive not in ADAPTIVE:
             raise InputError(f"model adaptive norm '{self.adaptive}' is not one of {ADAPTIVE}")
+        if self.upsample not in UPSAMPLING:
+            raise InputError(f"model upsample '{self.upsample}' is not one of {UPSAMPLING}")
+        if self.noise_field_spacing < 1:
+            raise InputError(f"model noise_field_spacing must be at least 1, got "
+                             f"{self.noise_field_spacing}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise InputError(f"model discriminator '{self.discriminator}' is not one of "
+                             f"{DISCRIMINATORS}")
         positive = {"num_classes": self.num_classes, "out_channels": self.out_channels,
                     "ngf": self.ngf, "ndf": self.ndf, "num_upsampling": self.num_upsampling,
                     "spade_hidden": self.spade_hidden, "num_d": self.num_d,
@@ -79,9 +101,9 @@ class ModelConfig:
                 raise InputError(f"model {name} must be at least 1, got {value}")
         if self.spade_kernel < 1 or self.spade_kernel % 2 == 0:
             raise InputError(f"model spade_kernel must be odd, got {self.spade_kernel}")
-        if self.noise_dim < 0 or self.noise_spatial < 0:
+        if min(self.noise_dim, self.noise_spatial, self.noise_field) < 0:
             raise InputError(f"model noise channels must be >= 0, got noise_dim={self.noise_dim}, "
-                             f"noise_spatial={self.noise_spatial}")
+                             f"noise_spatial={self.noise_spatial}, noise_field={self.noise_field}")
 
     # -- derived sizes --------------------------------------------------------------------
     @property
@@ -91,8 +113,8 @@ class ModelConfig:
 
     @property
     def noise_channels(self) -> int:
-        """Channels of the generator's noise input (style plus spatial)."""
-        return self.noise_dim + self.noise_spatial
+        """Channels of the generator's noise input (style, spatial and field)."""
+        return self.noise_dim + self.noise_spatial + self.noise_field
 
     @property
     def downsampling_factor(self) -> int:
@@ -117,11 +139,17 @@ class ModelConfig:
 # Values shared by all presets come from ModelConfig's defaults (the paper's).
 PRESETS: dict[str, dict[str, Any]] = {
     # The published generator (ngf 64, "normal" = 5 upsamplings, SPADE hidden 128) and a
-    # 2-scale PatchGAN with ndf 64. A 32-d style vector adds about 1% parameters.
-    "paper": dict(ngf=64, ndf=64, num_upsampling=5, spade_hidden=128, noise_dim=32),
-    # Trains on a 2-core CPU in minutes at 128-256 px: narrow, fewer upsamplings, thin SPADE
-    # (adaptive="clade" is about twice as fast again).
-    "cpu": dict(ngf=16, ndf=32, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3),
+    # 2-scale PatchGAN with ndf 64 (or a 4-level OASIS U-Net). A 32-d style vector adds about
+    # 1% parameters; bilinear upsampling removes the 32 px grid, and 16 channels of field
+    # noise at parcel scale give OASIS-style multimodal, spatially varying looks.
+    "paper": dict(ngf=64, ndf=64, num_upsampling=5, spade_hidden=128, noise_dim=32,
+                  upsample="bilinear", noise_field=16, noise_field_spacing=128),
+    # Trains on a 2-core CPU in minutes at 64-256 px: narrow, fewer upsamplings, class-adaptive
+    # normalisation (CLADE, about twice as fast as SPADE's convs), bilinear upsampling (no
+    # 16 px grid) and a field of slow noise at parcel scale (field-to-field variety); ndf 16
+    # keeps the OASIS U-Net discriminator about as fast as SPADE's PatchGANs at ndf 32.
+    "cpu": dict(ngf=16, ndf=16, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3,
+                adaptive="clade", upsample="bilinear", noise_field=8, noise_field_spacing=96),
     # Unit tests.
     "tiny": dict(ngf=8, ndf=8, num_upsampling=3, spade_hidden=16, noise_dim=4, d_layers=3),
 }

@@ -91,6 +91,10 @@ class MultiScaleDiscriminator(nn.Module):
         return outputs
 
 
-def build_discriminator(cfg: ModelConfig) -> MultiScaleDiscriminator:
-    """The multi-scale discriminator described by ``cfg``."""
+def build_discriminator(cfg: ModelConfig) -> nn.Module:
+    """The discriminator described by ``cfg``: multi-scale PatchGAN or OASIS U-Net."""
+    if cfg.discriminator == "unet":
+        from geospade.models.unet_discriminator import UNetDiscriminator
+
+        return UNetDiscriminator(cfg)
     return MultiScaleDiscriminator(cfg)

@@ -61,6 +61,7 @@ def receptive_field(cfg: ModelConfig) -> int:
     radius = 0
     for p in range(2 ** k):
         lo, hi = p - 1, p + 1  # final 3x3 conv at full resolution
+        bilinear = cfg.upsample == "bilinear"
         first, last = p, p
         for j in range(k, -1, -1):
             s = 2 ** (k - j)
@@ -68,7 +69,9 @@ def receptive_field(cfg: ModelConfig) -> int:
                 first = min(first, (lo - 2 - spade_reach) * s)
                 last = max(last, (hi + 2 + spade_reach) * s + s - 1)
                 lo, hi = lo - 2, hi + 2
-            if j > 0:  # nearest 2x upsampling: fine index i reads coarse index i // 2
+            if j > 0 and bilinear:  # fine index i blends coarse (i - 1) // 2 and (i + 1) // 2
+                lo, hi = (lo - 1) // 2, (hi + 1) // 2
+            elif j > 0:  # nearest 2x upsampling: fine index i reads coarse index i // 2
                 lo, hi = lo // 2, hi // 2
         lo, hi = lo - 1, hi + 1  # the first conv on the coarsest label map
         s = 2 ** k
@@ -138,9 +141,12 @@ class SpadeGenerator(nn.Module):
         """
         if device is None:
             device = self.to_image.weight.device
+        cfg = self.config
         return noise_lib.make_noise(batch, height, width, seed, row_off, col_off,
-                                    style_channels=self.config.noise_dim,
-                                    spatial_channels=self.config.noise_spatial, device=device)
+                                    style_channels=cfg.noise_dim,
+                                    spatial_channels=cfg.noise_spatial,
+                                    field_channels=cfg.noise_field,
+                                    field_spacing=cfg.noise_field_spacing, device=device)
 
     def _check(self, onehot: torch.Tensor, noise: torch.Tensor | None) -> None:
         cfg = self.config
@@ -176,22 +182,40 @@ class SpadeGenerator(nn.Module):
         if self.noise_channels:
             if noise is None:
                 b, _, h, w = onehot.shape
-                noise = noise_lib.random_noise(b, h, w, style_channels=self.config.noise_dim,
-                                               spatial_channels=self.config.noise_spatial,
+                cfg = self.config
+                noise = noise_lib.random_noise(b, h, w, style_channels=cfg.noise_dim,
+                                               spatial_channels=cfg.noise_spatial,
+                                               field_channels=cfg.noise_field,
+                                               field_spacing=cfg.noise_field_spacing,
                                                device=onehot.device, dtype=onehot.dtype)
             cond = torch.cat([cond, noise.to(onehot.dtype)], dim=1)
         k = self.config.num_upsampling
-        # Strided slicing is exactly nearest-neighbour downsampling by 2**(k - j), and keeps
-        # every resolution's grid anchored at global pixel multiples of 2**(k - j).
-        x = self.head(cond[..., :: 2**k, :: 2**k])
+        x = self.head(self._downsample(cond, 2**k))
         for j, stage in enumerate(self.stages):
             if j:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            s = 2 ** (k - j)
-            level = cond[..., ::s, ::s] if s > 1 else cond
+                x = self._upsample(x)
+            level = self._downsample(cond, 2 ** (k - j))
             for block in stage:
                 x = block(x, level)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+    def _downsample(self, cond: torch.Tensor, factor: int) -> torch.Tensor:
+        """The conditioning map at 1 / factor of full resolution.
+
+        Nearest: strided slicing (the published sampling). Bilinear: the mean of each
+        factor x factor cell, centred on the cell like the bilinear upsampling that follows.
+        Both keep each resolution's grid anchored at global pixel multiples of ``factor``.
+        """
+        if factor == 1:
+            return cond
+        if self.config.upsample == "bilinear":
+            return F.avg_pool2d(cond, factor)
+        return cond[..., ::factor, ::factor]
+
+    def _upsample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.upsample == "bilinear":
+            return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
 def build_generator(cfg: ModelConfig) -> SpadeGenerator:

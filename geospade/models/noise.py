@@ -8,7 +8,11 @@ reference image at inference). It has two parts:
 - a *style* vector (``noise_dim`` channels) drawn from the seed alone and broadcast over
   every pixel: one look (season, sensor, sun) for a whole raster, a different look per seed;
 - optional *spatial* noise (``noise_spatial`` channels) that varies per pixel, drawn by hashing
-  (seed, channel, global row, global column).
+  (seed, channel, global row, global column);
+- an optional *field* of slowly varying noise (``noise_field`` channels): standard normal
+  vectors hashed at the nodes of a coarse lattice (``noise_field_spacing`` pixels, anchored at
+  global pixel 0) and smoothly interpolated between them, so neighbouring pixels share a look
+  and places a few parcels apart get different ones (field-to-field variety).
 
 Both come from a counter-based integer hash instead of a random generator's stream, so the
 value at a pixel does not depend on which tile asked for it: two overlapping tiles see
@@ -28,6 +32,8 @@ from geospade.errors import InputError
 _MASK32 = 0xFFFFFFFF
 # Row tag of the style vector's hash stream (spatial noise uses the real global rows).
 _STYLE_ROW = 0x5BD1E995
+# Channel tag of the field noise's lattice (keeps it independent of the spatial noise).
+_FIELD_TAG = 0x27D4EB2F
 
 IntArg = int | Sequence[int]
 
@@ -93,8 +99,56 @@ def spatial_noise(seed: int, channels: int, height: int, width: int, row_off: in
     return _gaussian(_combine(_combine(_combine(key, chan), rows), cols))
 
 
+def _lattice_weights(start: int, size: int, spacing: int, device) -> tuple[torch.Tensor, ...]:
+    """First lattice node, node index and smoothstep weight of each pixel along one axis."""
+    pixels = torch.arange(start, start + size, dtype=torch.int64, device=device)
+    node = torch.div(pixels, spacing, rounding_mode="floor")
+    t = (pixels - node * spacing).to(torch.float32) / spacing
+    return node, t * t * (3.0 - 2.0 * t)  # smoothstep: no kinks at lattice lines
+
+
+def field_noise(seed: int, channels: int, height: int, width: int, row_off: int = 0,
+                col_off: int = 0, spacing: int = 64,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Slowly varying standard normal noise (channels, height, width) of a window.
+
+    Values at the nodes of a lattice with ``spacing`` pixels (nodes at global pixel multiples
+    of it) are hashed from (seed, channel, node row, node column); between nodes they are
+    blended with smoothstep weights and rescaled so every pixel has unit variance. A pure
+    function of the seed and global pixel coordinates, like :func:`spatial_noise`.
+
+    Args:
+        seed: noise seed of the whole raster.
+        channels: noise channels.
+        height, width: window size in pixels.
+        row_off, col_off: global pixel coordinates of the window's top-left corner.
+        spacing: lattice spacing in pixels (the scale of the variation).
+        device: where to compute.
+    """
+    if spacing < 1:
+        raise InputError(f"noise field spacing {spacing} must be at least 1 pixel")
+    rows, wy = _lattice_weights(row_off, height, spacing, device)
+    cols, wx = _lattice_weights(col_off, width, spacing, device)
+    r0, c0 = int(rows[0]), int(cols[0])
+    node_rows = torch.arange(r0, int(rows[-1]) + 2, dtype=torch.int64, device=device)
+    node_cols = torch.arange(c0, int(cols[-1]) + 2, dtype=torch.int64, device=device)
+    key = hash32(torch.tensor([(int(seed) ^ _FIELD_TAG) & _MASK32], dtype=torch.int64,
+                              device=device))
+    chan = torch.arange(channels, dtype=torch.int64, device=device).view(-1, 1, 1)
+    nodes = _gaussian(_combine(_combine(_combine(key, chan), node_rows.view(1, -1, 1)),
+                               node_cols.view(1, 1, -1)))  # (C, node rows, node cols)
+    iy, ix = (rows - r0).view(-1, 1), (cols - c0).view(1, -1)
+    wy, wx = wy.view(-1, 1), wx.view(1, -1)
+    corners = ((iy, ix, (1 - wy) * (1 - wx)), (iy, ix + 1, (1 - wy) * wx),
+               (iy + 1, ix, wy * (1 - wx)), (iy + 1, ix + 1, wy * wx))
+    value = sum(w * nodes[:, y, x] for y, x, w in corners)
+    norm = torch.sqrt(sum(w * w for _, _, w in corners))  # independent nodes: unit variance
+    return value / norm
+
+
 def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntArg = 0,
                col_off: IntArg = 0, *, style_channels: int, spatial_channels: int = 0,
+               field_channels: int = 0, field_spacing: int = 64,
                device: torch.device | str | None = None) -> torch.Tensor | None:
     """Noise input (batch, style + spatial channels, height, width) for windows of a raster.
 
@@ -105,32 +159,43 @@ def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntAr
         row_off, col_off: global top-left pixel of the window(s); an int or one per window.
         style_channels: channels of the broadcast per-seed style vector.
         spatial_channels: channels of per-pixel hashed noise.
+        field_channels: channels of slowly varying noise (:func:`field_noise`).
+        field_spacing: its lattice spacing in pixels.
         device: where to build the tensor.
 
     Returns:
         The noise tensor, or None when the model has no noise input.
     """
-    if style_channels + spatial_channels == 0:
+    if style_channels + spatial_channels + field_channels == 0:
         return None
     seeds = _per_sample(seed, batch, "seed")
     rows = _per_sample(row_off, batch, "row_off")
     cols = _per_sample(col_off, batch, "col_off")
-    out = torch.empty(batch, style_channels + spatial_channels, height, width, device=device)
+    field_start = style_channels + spatial_channels
+    out = torch.empty(batch, field_start + field_channels, height, width, device=device)
     for i in range(batch):  # a loop over windows, not pixels
         if style_channels:
             style = style_vector(seeds[i], style_channels, device)
             out[i, :style_channels] = style.view(-1, 1, 1)
         if spatial_channels:
-            out[i, style_channels:] = spatial_noise(seeds[i], spatial_channels, height, width,
-                                                    rows[i], cols[i], device)
+            out[i, style_channels:field_start] = spatial_noise(
+                seeds[i], spatial_channels, height, width, rows[i], cols[i], device)
+        if field_channels:
+            out[i, field_start:] = field_noise(seeds[i], field_channels, height, width,
+                                               rows[i], cols[i], field_spacing, device)
     return out
 
 
 def random_noise(batch: int, height: int, width: int, *, style_channels: int,
-                 spatial_channels: int = 0, device: torch.device | str | None = None,
+                 spatial_channels: int = 0, field_channels: int = 0, field_spacing: int = 64,
+                 device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
-    """Fresh random noise from torch's RNG, distributed like :func:`make_noise` (training)."""
-    if style_channels + spatial_channels == 0:
+    """Fresh random noise from torch's RNG, distributed like :func:`make_noise` (training).
+
+    The field channels are :func:`field_noise` of a random seed at a random place, so the
+    generator sees the lattice at every phase.
+    """
+    if style_channels + spatial_channels + field_channels == 0:
         return None
     parts = []
     if style_channels:
@@ -138,4 +203,9 @@ def random_noise(batch: int, height: int, width: int, *, style_channels: int,
         parts.append(style.expand(-1, -1, height, width))
     if spatial_channels:
         parts.append(torch.randn(batch, spatial_channels, height, width, device=device, dtype=dtype))
+    if field_channels:
+        draws = torch.randint(0, 2**31 - 1, (batch, 3)).tolist()
+        parts.append(torch.stack([field_noise(seed, field_channels, height, width, row, col,
+                                              field_spacing, device)
+                                  for seed, row, col in draws]).to(dtype))
     return torch.cat(parts, dim=1)

@@ -1,13 +1,15 @@
 """The SPADE training loop: one function, read top to bottom.
 
-Each step: a discriminator step (hinge loss on real chips vs generated ones), a generator
-step (hinge + feature matching [+ VGG]), then the moving average (EMA) of the generator's
-weights, which is what synthesis uses. Everything else (checkpoints, samples, metrics) hangs
-off step counters. Runs as one process or as one of many under ``torchrun``.
+Each step: a discriminator step (real chips vs generated ones), a generator step, then the
+moving average (EMA) of the generator's weights, which is what synthesis uses. What each step
+minimises is the objective's business (:mod:`geospade.training.loss`); what a checkpoint
+restores is a :class:`TrainingState`; checkpoints, samples and metrics hang off step counters
+(:class:`RunWriter`, :class:`LossMeter`). Runs as one process or as one of many under ``torchrun``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -17,7 +19,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -28,13 +32,13 @@ from geospade.checkpoint import ModelCard, load_checkpoint, save_checkpoint, sav
 from geospade.chips.dataset import ChipDataset
 from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
 from geospade.models import (
+    ModelConfig,
     build_discriminator,
     build_generator,
     model_config,
     one_hot,
     recompute_batchnorm_stats,
 )
-from geospade.models.losses import VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
     check_not_input,
@@ -46,6 +50,7 @@ from geospade.training import distributed
 from geospade.training.config import TrainConfig
 from geospade.training.distributed import Process
 from geospade.training.logs import MetricsLog, require_tensorboard
+from geospade.training.loss import DISCRIMINATOR_OF, Batch, LossTerms, build_objective
 from geospade.training.visuals import sample_grid, write_png
 
 #: The slim inference checkpoint beside latest.pt (EMA generator and model card only).
@@ -118,23 +123,182 @@ def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, re
     if config is None:
         config = (TrainConfig.from_dict(checkpoint["train_config"]) if checkpoint
                   else TrainConfig())
-    config.validate()
+    config = config.validate().resolved()  # options left to the preset: its recipe
     if config.tensorboard:
         require_tensorboard()  # on every process: a rank-0-only error would hang the others
     device = process.device
 
     # ---- data: the class scheme and imagery scaling come from the chips' metadata ----------
     chips_dir = chips_dirs[0]  # named in messages about the chips as a whole
-    train_set = ChipDataset(chips_dirs if len(chips_dirs) > 1 else chips_dir, "train", augment=config.augment, seed=config.seed,
+    train_set = ChipDataset(chips_dirs if len(chips_dirs) > 1 else chips_dir, "train",
+                            augment=config.augment, seed=config.seed,
                             class_scheme=config.classes, map_unknown=config.map_unknown)
-    folder, scheme, imagery = train_set.folder, train_set.class_scheme, train_set.imagery
     steps_per_epoch = count_steps_per_epoch(len(train_set), config.batch_size,
                                             process.world_size, chips_dir)
     total_steps = config.total_steps(steps_per_epoch)
 
-    # ---- models and optimisers (same initial weights on every process) ---------------------
+    # ---- models, optimisers and the objective (same initial weights on every process) ------
     distributed.seed_everything(config.seed)
-    mcfg = model_config(config.preset, scheme.num_classes, imagery.count, **config.model)
+    state, mcfg = build_state(train_set, config, device, chips_dir)
+    objective = build_objective(config, mcfg.num_classes, device)
+    amp_dtype = autocast_dtype(config, device)
+    card = model_card(mcfg, train_set, chips_dirs, device, amp_dtype, process)
+    if checkpoint is not None:
+        check_resumable(checkpoint, card, run_dir)
+        state.load(checkpoint, config)
+        if state.step >= total_steps and process.is_main:
+            log_message.warning("%s is already at step %d of %d: nothing to train; raise the "
+                                "step or epoch count to continue", run_dir, state.step,
+                                total_steps)
+        rng = checkpoint["rng"]
+        if len(rng) == process.world_size:
+            distributed.set_rng_state(rng[process.rank])
+        else:  # another process count: the data order is another one anyway
+            distributed.seed_everything(config.seed + 7919 * process.rank + state.step)
+    else:
+        # Different noise and dropout per process, from here on.
+        distributed.seed_everything(config.seed + 7919 * process.rank)
+    memory_format = place_models(state, config, device, process)
+
+    # ---- run folder files (rank 0 writes them) -----------------------------------------------
+    writer = RunWriter(run_dir, card, config, total_steps, steps_per_epoch,
+                       sample_chips=fixed_sample_chips(train_set, config),
+                       bn_batches=fixed_bn_batches(train_set, config), process=process)
+    log = writer.open_log(resumed=checkpoint is not None, step=state.step)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    start_step = state.step
+    batches = training_batches(train_set, config, start_step, steps_per_epoch, process)
+    bar = progress_bar(progress if process.is_main else False, total=total_steps,
+                       initial=start_step, desc="train", unit="step")
+    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
+                              enabled=amp_dtype is not None)
+    meter = LossMeter(start_step, config.batch_size * process.world_size)
+    interrupted = GracefulInterrupt(process)
+    generator, discriminator = state.generator, state.discriminator
+    d_net, scaler = state.d_net, state.scaler
+    try:
+        for step in range(start_step + 1, total_steps + 1):
+            data = next(batches)
+            labels = data["label"].to(device, non_blocking=True)
+            real = data["image"].to(device, non_blocking=True)
+            batch = Batch(labels=labels, real=real.contiguous(memory_format=memory_format),
+                          onehot=one_hot(labels, mcfg.num_classes)
+                          .contiguous(memory_format=memory_format))
+            generator.train()
+            discriminator.train()
+
+            # 1. Discriminator: real chips vs generated ones (detached: G is not updated here).
+            with autocast:
+                fake = generator(batch.onehot)
+                terms_d = objective.discriminator_loss(discriminator, batch, fake.detach())
+            check_finite(step, {"discriminator": terms_d["loss_d"]}, process, writer.latest)
+            state.optimizer_d.zero_grad(set_to_none=True)
+            scaler.scale(terms_d["loss_d"]).backward()
+            scaler.step(state.optimizer_d)
+
+            # 2. Generator: the objective's generator terms against the updated D. D's own
+            #    weights get no gradient here (and, unwrapped, no DDP synchronisation).
+            d_net.requires_grad_(False)
+            with autocast:
+                terms_g = objective.generator_loss(d_net, batch, fake)
+            d_net.requires_grad_(True)
+            check_finite(step, {"generator": terms_g["loss_g"]}, process, writer.latest)
+            state.optimizer_g.zero_grad(set_to_none=True)
+            scaler.scale(terms_g["loss_g"]).backward()
+            scaler.step(state.optimizer_g)
+            scaler.update()
+
+            # 3. Moving average of the generator's weights: what synthesis uses.
+            update_ema(state.generator_ema, state.g_net, ema_decay_at(step, config.ema_decay))
+            state.step = step
+
+            # 4. Bookkeeping: metrics, progress, checkpoints and samples.
+            losses = {**terms_d, **terms_g}
+            meter.add(losses)
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                row = meter.row(step, steps_per_epoch)
+                bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}",
+                                img_s=f"{row['img_per_s']:.1f}")
+                if log is not None:
+                    log.write(step, row)
+            if callback is not None:
+                callback(step, {"losses": {k: v.item() for k, v in losses.items()},
+                                "generator": state.g_net, "discriminator": d_net,
+                                "generator_ema": state.generator_ema, "rank": process.rank,
+                                "chips": data["index"].tolist()})
+            if writer.due(step):
+                with meter.paused():  # img/s counts training time only
+                    writer.save(state)
+            if interrupted.is_set():  # Ctrl-C during the step: stop at its end, resumable
+                writer.save(state, stopping=True)
+                raise KeyboardInterrupt
+    finally:
+        interrupted.restore()
+        bar.close()
+        if log is not None:
+            log.close()
+    return writer.latest
+
+
+# ---- the training state -------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint saves and a resumed run restores: networks, optimisers, the step.
+
+    ``generator`` and ``discriminator`` are the networks the loop calls (DDP-wrapped under
+    torchrun); ``g_net`` and ``d_net`` are the networks inside.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    generator_ema: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    scaler: Any
+    step: int = 0
+
+    @property
+    def g_net(self) -> nn.Module:
+        return unwrap(self.generator)
+
+    @property
+    def d_net(self) -> nn.Module:
+        return unwrap(self.discriminator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tensors and step, under the checkpoint's keys."""
+        return {"generator": self.g_net.state_dict(),
+                "generator_ema": self.generator_ema.state_dict(),
+                "discriminator": self.d_net.state_dict(),
+                "optimizer_g": self.optimizer_g.state_dict(),
+                "optimizer_d": self.optimizer_d.state_dict(),
+                "grad_scaler": self.scaler.state_dict(), "step": self.step}
+
+    def load(self, checkpoint: dict, config: TrainConfig) -> None:
+        """Restore from a checkpoint; the learning rates are ``config``'s (they may change)."""
+        self.g_net.load_state_dict(checkpoint["generator"])
+        self.d_net.load_state_dict(checkpoint["discriminator"])
+        self.generator_ema.load_state_dict(checkpoint["generator_ema"])
+        self.optimizer_g.load_state_dict(checkpoint["optimizer_g"])
+        self.optimizer_d.load_state_dict(checkpoint["optimizer_d"])
+        if checkpoint.get("grad_scaler"):  # empty when saved without fp16 scaling
+            self.scaler.load_state_dict(checkpoint["grad_scaler"])
+        for optimizer, lr in ((self.optimizer_g, config.lr_g), (self.optimizer_d, config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.step = int(checkpoint["step"])
+
+
+def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.device,
+                chips_dir: Path) -> tuple[TrainingState, ModelConfig]:
+    """Fresh networks and optimisers for the chips' classes and bands, at step 0."""
+    folder, scheme, imagery = train_set.folder, train_set.class_scheme, train_set.imagery
+    mcfg = model_config(config.preset, scheme.num_classes, imagery.count,
+                        **model_options(config))
     check_chip_size(folder.tile_size, mcfg.downsampling_factor, chips_dir, config.preset)
     generator = build_generator(mcfg).to(device)
     discriminator = build_discriminator(mcfg).to(device)
@@ -142,193 +306,169 @@ def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, re
     betas = (config.beta1, config.beta2)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas)
-    amp_dtype = autocast_dtype(config, device)
-    scaler = grad_scaler(device, enabled=amp_dtype == torch.float16)
-    vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
-    card = ModelCard(model_config=mcfg.to_dict(), class_scheme=scheme, imagery=imagery,
-                     chip_size=folder.tile_size, resolution=folder.resolution,
-                     crs_wkt=folder.crs_wkt, crs_units=folder.crs_units,
-                     extra={"chips_dir": str(chips_dir.resolve()),
+    scaler = grad_scaler(device, enabled=autocast_dtype(config, device) == torch.float16)
+    return TrainingState(generator, discriminator, generator_ema, optimizer_g, optimizer_d,
+                         scaler), mcfg
+
+
+def model_options(config: TrainConfig) -> dict[str, Any]:
+    """The model-config overrides of a run: ``config.model`` plus the objective's discriminator."""
+    wanted = DISCRIMINATOR_OF[config.objective]
+    given = config.model.get("discriminator", wanted)
+    if given != wanted:
+        raise InputError(f"model discriminator={given} does not fit objective={config.objective}, "
+                         f"which trains a '{wanted}' discriminator",
+                         hint="Leave the discriminator out of --model: the objective picks it.")
+    return {**config.model, "discriminator": wanted}
+
+
+def place_models(state: TrainingState, config: TrainConfig, device: torch.device,
+                 process: Process) -> torch.memory_format:
+    """Memory format and, under torchrun, DDP wrappers; returns the format for the batches."""
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else device.type == "cuda")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    state.generator.to(memory_format=memory_format)
+    state.discriminator.to(memory_format=memory_format)
+    if process.distributed:
+        generator = state.generator
+        if device.type == "cuda":  # SyncBatchNorm has no CPU kernels: gloo runs keep BatchNorm
+            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        ids = [device.index] if device.type == "cuda" else None
+        state.generator = DistributedDataParallel(generator, device_ids=ids)
+        state.discriminator = DistributedDataParallel(state.discriminator, device_ids=ids)
+    return memory_format
+
+
+def model_card(mcfg: ModelConfig, train_set: ChipDataset, chips_dirs: list[Path],
+               device: torch.device, amp_dtype: torch.dtype | None,
+               process: Process) -> ModelCard:
+    """The card every checkpoint of the run carries (its step is set at each save)."""
+    folder = train_set.folder
+    return ModelCard(model_config=mcfg.to_dict(), class_scheme=train_set.class_scheme,
+                     imagery=train_set.imagery, chip_size=folder.tile_size,
+                     resolution=folder.resolution, crs_wkt=folder.crs_wkt,
+                     crs_units=folder.crs_units,
+                     extra={"chips_dir": str(chips_dirs[0].resolve()),
                             "chips_dirs": [str(p.resolve()) for p in chips_dirs],
                             "device": str(device),
                             "precision": str(amp_dtype or torch.float32).removeprefix("torch."),
                             "world_size": process.world_size})
 
-    step = 0
-    if checkpoint is not None:
-        check_resumable(checkpoint, card, run_dir)
-        generator.load_state_dict(checkpoint["generator"])
-        discriminator.load_state_dict(checkpoint["discriminator"])
-        generator_ema.load_state_dict(checkpoint["generator_ema"])
-        optimizer_g.load_state_dict(checkpoint["optimizer_g"])
-        optimizer_d.load_state_dict(checkpoint["optimizer_d"])
-        if checkpoint.get("grad_scaler"):  # empty when saved without fp16 scaling
-            scaler.load_state_dict(checkpoint["grad_scaler"])
-        for optimizer, lr in ((optimizer_g, config.lr_g), (optimizer_d, config.lr_d)):
-            for group in optimizer.param_groups:
-                group["lr"] = lr  # learning rates may be changed on resume
-        step = int(checkpoint["step"])
-        if step >= total_steps and process.is_main:
-            log_message.warning("%s is already at step %d of %d: nothing to train; raise the "
-                                "step or epoch count to continue", run_dir, step, total_steps)
-        rng = checkpoint["rng"]
-        if len(rng) == process.world_size:
-            distributed.set_rng_state(rng[process.rank])
-        else:  # another process count: the data order is another one anyway
-            distributed.seed_everything(config.seed + 7919 * process.rank + step)
-    else:
-        # Different noise and dropout per process, from here on.
-        distributed.seed_everything(config.seed + 7919 * process.rank)
 
-    channels_last = (config.channels_last if config.channels_last is not None
-                     else device.type == "cuda")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    generator.to(memory_format=memory_format)
-    discriminator.to(memory_format=memory_format)
-    if process.distributed:
-        if device.type == "cuda":  # SyncBatchNorm has no CPU kernels: gloo runs keep BatchNorm
-            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
-        ids = [device.index] if device.type == "cuda" else None
-        generator = DistributedDataParallel(generator, device_ids=ids)
-        discriminator = DistributedDataParallel(discriminator, device_ids=ids)
-    g_net, d_net = unwrap(generator), unwrap(discriminator)
+class LossMeter:
+    """Averages the loss terms between metrics lines and times the training for img/s."""
 
-    # Fixed chips for the sample grids and the EMA's batch-norm statistics.
-    sample_chips = fixed_sample_chips(train_set, config)
-    bn_batches = fixed_bn_batches(train_set, config)
+    def __init__(self, step: int, images_per_step: int):
+        self.images_per_step = images_per_step
+        self.sums: dict[str, torch.Tensor] = {}
+        self.logged_at, self.clock = step, time.perf_counter()
 
-    # ---- run folder files (rank 0 only) ------------------------------------------------------
-    log = None
-    if process.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run_dir / "config.yaml")
-        log = MetricsLog(run_dir, config.metrics_format, resume_step=step if checkpoint else None,
-                         tensorboard=config.tensorboard)
-    latest = run_dir / "checkpoints" / "latest.pt"
+    def add(self, losses: LossTerms) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
 
-    def save(step: int, stopping: bool = False) -> None:
-        """Checkpoint and sample grid for ``step`` (collective: every process calls it).
+    def row(self, step: int, steps_per_epoch: int) -> dict[str, float]:
+        """The metrics line for ``step``: mean losses since the last line, img/s, epoch."""
+        now = time.perf_counter()
+        done = step - self.logged_at
+        row = {k: (v / done).item() for k, v in self.sums.items()}
+        row["img_per_s"] = done * self.images_per_step / (now - self.clock)
+        row["epoch"] = (step - 1) // steps_per_epoch
+        self.sums, self.logged_at, self.clock = {}, step, now
+        return row
 
-        ``stopping``: the user interrupted; write latest.pt so --resume continues from here.
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside does not count as training time."""
+        since = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.clock += time.perf_counter() - since
+
+
+@dataclass
+class RunWriter:
+    """Checkpoints, sample grids and the metrics log of a run (only rank 0 writes files).
+
+    Attributes:
+        run_dir: the run folder.
+        card: the model card (its step is set at each save).
+        config: the run's options (stored in each checkpoint).
+        total_steps, steps_per_epoch: the run's length.
+        sample_chips: fixed chips shown in every sample grid.
+        bn_batches: fixed label batches for the EMA generator's batch-norm statistics.
+        process: this process (rank, world size).
+    """
+
+    run_dir: Path
+    card: ModelCard
+    config: TrainConfig
+    total_steps: int
+    steps_per_epoch: int
+    sample_chips: dict
+    bn_batches: list[torch.Tensor]
+    process: Process
+
+    @property
+    def latest(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest.pt"
+
+    def open_log(self, resumed: bool, step: int) -> MetricsLog | None:
+        """Write config.yaml and open the metrics log (None on other ranks)."""
+        if not self.process.is_main:
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.to_yaml(self.run_dir / "config.yaml")
+        return MetricsLog(self.run_dir, self.config.metrics_format,
+                          resume_step=step if resumed else None,
+                          tensorboard=self.config.tensorboard)
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` writes a checkpoint or a sample grid."""
+        return (step % self.config.checkpoint_every == 0
+                or step % self.config.sample_every == 0 or step == self.total_steps)
+
+    def save(self, state: TrainingState, stopping: bool = False) -> None:
+        """Checkpoint and sample grid of the state's step (collective: every process calls it).
+
+        The RNG is forked: saving must not change what training draws next. ``stopping``:
+        the user interrupted; write latest.pt so --resume continues from here.
         """
-        rng = distributed.gather_objects(distributed.rng_state(), process)
-        if not process.is_main:
+        with torch.random.fork_rng(devices=cuda_devices(self.process.device)):
+            self._save(state, stopping)
+
+    def _save(self, state: TrainingState, stopping: bool) -> None:
+        config, step, device = self.config, state.step, self.process.device
+        rng = distributed.gather_objects(distributed.rng_state(), self.process)
+        if not self.process.is_main:
             return
-        refresh_ema_batchnorm(generator_ema, bn_batches, mcfg.num_classes, config.seed, device)
-        if step % config.sample_every == 0 or step == total_steps:
-            write_samples(run_dir / "samples" / f"step_{step:06d}.png", generator_ema,
-                          sample_chips, scheme, mcfg.num_classes, config.seed, device)
-        if step % config.checkpoint_every == 0 or step == total_steps or stopping:
-            card.step = step
-            state = {"generator": g_net.state_dict(), "generator_ema": generator_ema.state_dict(),
-                     "discriminator": d_net.state_dict(), "optimizer_g": optimizer_g.state_dict(),
-                     "optimizer_d": optimizer_d.state_dict(), "grad_scaler": scaler.state_dict(),
-                     "step": step, "epoch": step // steps_per_epoch, "rng": rng,
-                     "world_size": process.world_size, "train_config": config.to_dict()}
-            save_checkpoint(latest, card, state)
-            save_generator(latest.with_name(GENERATOR_FILE), card, generator_ema.state_dict())
-            if step % config.checkpoint_every == 0:
-                link_or_copy(latest, run_dir / "checkpoints" / f"step_{step:06d}.pt")
-                prune_checkpoints(latest.parent, config.keep_checkpoints)
+        num_classes = self.card.class_scheme.num_classes
+        refresh_ema_batchnorm(state.generator_ema, self.bn_batches, num_classes, config.seed,
+                              device)
+        if step % config.sample_every == 0 or step == self.total_steps:
+            write_samples(self.run_dir / "samples" / f"step_{step:06d}.png",
+                          state.generator_ema, self.sample_chips, self.card.class_scheme,
+                          num_classes, config.seed, device)
+        if step % config.checkpoint_every == 0 or step == self.total_steps or stopping:
+            write_checkpoint(self.run_dir, self.card, state, rng, config, self.steps_per_epoch,
+                             self.process.world_size)
 
-    # ---- the loop ------------------------------------------------------------------------------
-    start_step = step
-    batches = training_batches(train_set, config, start_step, steps_per_epoch, process)
-    bar = progress_bar(progress if process.is_main else False, total=total_steps,
-                       initial=start_step, desc="train", unit="step")
-    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
-                              enabled=amp_dtype is not None)
-    sums: dict[str, torch.Tensor] = {}
-    logged_at, clock = start_step, time.perf_counter()
-    interrupted = GracefulInterrupt(process)
-    try:
-        for step in range(start_step + 1, total_steps + 1):
-            batch = next(batches)
-            labels = batch["label"].to(device, non_blocking=True)
-            real = batch["image"].to(device, non_blocking=True)
-            real = real.contiguous(memory_format=memory_format)
-            onehot = one_hot(labels, mcfg.num_classes).contiguous(memory_format=memory_format)
-            generator.train()
-            discriminator.train()
 
-            # 1. Discriminator: real chips vs generated ones (detached: G is not updated here).
-            #    Real and fake go through D as one batch, as in SPADE.
-            with autocast:
-                fake = generator(onehot)
-                d_real, d_fake = split_halves(discriminator(torch.cat([onehot, onehot]),
-                                                            torch.cat([real, fake.detach()])))
-                loss_d = hinge_d_loss(predictions(d_real), predictions(d_fake))
-            check_finite(step, {"discriminator": loss_d}, process, latest)
-            optimizer_d.zero_grad(set_to_none=True)
-            scaler.scale(loss_d).backward()
-            scaler.step(optimizer_d)
-
-            # 2. Generator: fool the updated D and match its features on real chips. D's own
-            #    weights get no gradient here (and, unwrapped, no DDP synchronisation).
-            d_net.requires_grad_(False)
-            with autocast:
-                d_real, d_fake = split_halves(d_net(torch.cat([onehot, onehot]),
-                                                    torch.cat([real, fake])))
-                loss_g_adv = hinge_g_loss(predictions(d_fake))
-                loss_g_fm = feature_matching_loss(detach_all(d_real), d_fake)
-                loss_g = loss_g_adv + config.lambda_fm * loss_g_fm
-                if vgg is not None:
-                    loss_g_vgg = vgg(fake.float(), real)
-                    loss_g = loss_g + config.lambda_vgg * loss_g_vgg
-                if config.lambda_l1:
-                    loss_g_l1 = (fake.float() - real).abs().mean()
-                    loss_g = loss_g + config.lambda_l1 * loss_g_l1
-            d_net.requires_grad_(True)
-            check_finite(step, {"generator": loss_g}, process, latest)
-            optimizer_g.zero_grad(set_to_none=True)
-            scaler.scale(loss_g).backward()
-            scaler.step(optimizer_g)
-            scaler.update()
-
-            # 3. Moving average of the generator's weights: what synthesis uses.
-            update_ema(generator_ema, g_net, ema_decay_at(step, config.ema_decay))
-
-            # 4. Bookkeeping: metrics, progress, checkpoints and samples.
-            losses = {"loss_d": loss_d, "loss_g": loss_g, "loss_g_adv": loss_g_adv,
-                      "loss_g_fm": loss_g_fm}
-            if vgg is not None:
-                losses["loss_g_vgg"] = loss_g_vgg
-            if config.lambda_l1:
-                losses["loss_g_l1"] = loss_g_l1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.detach().float()
-            bar.update(1)
-            if step % config.log_every == 0 or step == total_steps:
-                now = time.perf_counter()
-                done = step - logged_at
-                row = {k: (v / done).item() for k, v in sums.items()}
-                row["img_per_s"] = done * config.batch_size * process.world_size / (now - clock)
-                row["epoch"] = (step - 1) // steps_per_epoch
-                bar.set_postfix(d=f"{row['loss_d']:.3f}", g=f"{row['loss_g']:.3f}",
-                                img_s=f"{row['img_per_s']:.1f}")
-                if log is not None:
-                    log.write(step, row)
-                sums, logged_at, clock = {}, step, now
-            if callback is not None:
-                callback(step, {"losses": {k: v.item() for k, v in losses.items()},
-                                "generator": g_net, "discriminator": d_net,
-                                "generator_ema": generator_ema, "rank": process.rank,
-                                "chips": batch["index"].tolist()})
-            if (step % config.checkpoint_every == 0 or step % config.sample_every == 0
-                    or step == total_steps):
-                saving_since = time.perf_counter()
-                with torch.random.fork_rng(devices=cuda_devices(device)):
-                    save(step)  # forked RNG: saving must not change what training draws next
-                clock += time.perf_counter() - saving_since  # img/s counts training time only
-            if interrupted.is_set():  # Ctrl-C during the step: stop at its end, resumable
-                with torch.random.fork_rng(devices=cuda_devices(device)):
-                    save(step, stopping=True)
-                raise KeyboardInterrupt
-    finally:
-        interrupted.restore()
-        bar.close()
-        if log is not None:
-            log.close()
+def write_checkpoint(run_dir: Path, card: ModelCard, state: TrainingState, rng: list,
+                     config: TrainConfig, steps_per_epoch: int, world_size: int) -> Path:
+    """Write checkpoints/latest.pt for the state's step (+ step_NNNNNN.pt when periodic)."""
+    step = state.step
+    card.step = step
+    latest = run_dir / "checkpoints" / "latest.pt"
+    save_checkpoint(latest, card, {**state.state_dict(), "epoch": step // steps_per_epoch,
+                                   "rng": rng, "world_size": world_size,
+                                   "train_config": config.to_dict()})
+    save_generator(latest.with_name(GENERATOR_FILE), card, state.generator_ema.state_dict())
+    if step % config.checkpoint_every == 0:
+        link_or_copy(latest, run_dir / "checkpoints" / f"step_{step:06d}.pt")
+        prune_checkpoints(latest.parent, config.keep_checkpoints)
     return latest
 
 
@@ -412,9 +552,9 @@ def check_run_inputs(chips_dirs: list[Path], run_dir: Path, config: TrainConfig 
 def check_resumable(checkpoint: dict, card: ModelCard, run_dir: Path) -> None:
     """CheckpointError when the checkpoint's model or classes differ from this run's."""
     saved = checkpoint["card"]
-    if saved["model_config"] != card.model_config:
-        changed = sorted(k for k in card.model_config
-                         if saved["model_config"].get(k) != card.model_config[k])
+    saved_model = ModelConfig.from_dict(saved["model_config"]).to_dict()  # older: defaults
+    if saved_model != card.model_config:
+        changed = sorted(k for k in card.model_config if saved_model.get(k) != card.model_config[k])
         raise CheckpointError(f"the run's model differs from this one in {changed}", path=run_dir,
                               hint="Resume with the run's own preset and model options.")
     if saved["class_scheme"] != card.class_scheme.to_dict():
@@ -557,22 +697,6 @@ def grad_scaler(device: torch.device, enabled: bool):
 def cuda_devices(device: torch.device) -> list[int]:
     """Devices whose RNG ``fork_rng`` must save (only the one we use)."""
     return [device.index or 0] if device.type == "cuda" else []
-
-
-def split_halves(outputs: list[list[torch.Tensor]]) -> tuple[list, list]:
-    """D's outputs on cat([real, fake]) -> (outputs on real, outputs on fake)."""
-    first = [[f[: f.shape[0] // 2] for f in scale] for scale in outputs]
-    second = [[f[f.shape[0] // 2:] for f in scale] for scale in outputs]
-    return first, second
-
-
-def predictions(outputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-    """The patch predictions (last feature of each scale), in float32 for the losses."""
-    return [scale[-1].float() for scale in outputs]
-
-
-def detach_all(outputs: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
-    return [[f.detach() for f in scale] for scale in outputs]
 
 
 def ema_decay_at(step: int, decay: float) -> float:

@@ -1,0 +1,230 @@
+"""Training objectives: what the discriminator and the generator minimise, one class each.
+
+An objective turns one batch (labels, real chips, generated chips) into the named loss terms
+of a discriminator step and of a generator step; the trainer only runs the steps, in order.
+Each method returns a dict whose first entry is the total that is back-propagated
+(``loss_d`` or ``loss_g``) followed by its parts, which the metrics log records.
+
+- :class:`SpadeObjective` (Park et al. 2019): a multi-scale PatchGAN with hinge loss,
+  discriminator feature matching, optionally a VGG19 perceptual loss and an L1 loss.
+- :class:`OasisObjective` (Schoenfeld et al. 2021): a U-Net discriminator that segments real
+  chips into the N land-cover classes and generated ones into class N ("fake"), with
+  class-balanced cross-entropy and LabelMix; the generator is supervised per pixel by the
+  same segmentation and needs no perceptual loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geospade.models.losses import VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geospade.training.config import TrainConfig
+
+LossTerms = dict[str, torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One training batch on the device.
+
+    Attributes:
+        labels: (B, H, W) model indices (``num_classes`` marks don't-care pixels).
+        onehot: (B, num_classes + 1, H, W) float one-hot labels, as the networks read them.
+        real: (B, bands, H, W) real chips in [-1, 1].
+    """
+
+    labels: torch.Tensor
+    onehot: torch.Tensor
+    real: torch.Tensor
+
+
+class Objective(Protocol):
+    """The losses of one GAN formulation (see the module docstring)."""
+
+    def discriminator_loss(self, discriminator: nn.Module, batch: Batch,
+                           fake: torch.Tensor) -> LossTerms:
+        """Terms of the discriminator step; ``fake`` is detached from the generator."""
+        ...
+
+    def generator_loss(self, discriminator: nn.Module, batch: Batch,
+                       fake: torch.Tensor) -> LossTerms:
+        """Terms of the generator step; the discriminator's weights take no gradient."""
+        ...
+
+
+def split_halves(outputs: list[list[torch.Tensor]]) -> tuple[list, list]:
+    """D's outputs on cat([real, fake]) -> (outputs on real, outputs on fake)."""
+    first = [[f[: f.shape[0] // 2] for f in scale] for scale in outputs]
+    second = [[f[f.shape[0] // 2:] for f in scale] for scale in outputs]
+    return first, second
+
+
+def predictions(outputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """The patch predictions (last feature of each scale), in float32 for the losses."""
+    return [scale[-1].float() for scale in outputs]
+
+
+def detach_all(outputs: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    """Every feature of a discriminator output, detached."""
+    return [[f.detach() for f in scale] for scale in outputs]
+
+
+class SpadeObjective:
+    """SPADE's objective: hinge adversarial loss + feature matching [+ VGG19] [+ L1].
+
+    Real and generated chips go through the discriminator as one batch, as in SPADE.
+
+    Args:
+        lambda_fm: weight of the feature-matching loss.
+        vgg: the VGG19 perceptual loss, or None.
+        lambda_vgg: its weight.
+        lambda_l1: weight of an L1 loss between generated and real chips (0 = off).
+    """
+
+    def __init__(self, lambda_fm: float, vgg: VGGLoss | None = None, lambda_vgg: float = 0.0,
+                 lambda_l1: float = 0.0):
+        self.lambda_fm = lambda_fm
+        self.vgg = vgg
+        self.lambda_vgg = lambda_vgg
+        self.lambda_l1 = lambda_l1
+
+    def discriminator_loss(self, discriminator: nn.Module, batch: Batch,
+                           fake: torch.Tensor) -> LossTerms:
+        """Hinge loss on real chips vs generated ones."""
+        onehot = batch.onehot
+        d_real, d_fake = split_halves(discriminator(torch.cat([onehot, onehot]),
+                                                    torch.cat([batch.real, fake])))
+        return {"loss_d": hinge_d_loss(predictions(d_real), predictions(d_fake))}
+
+    def generator_loss(self, discriminator: nn.Module, batch: Batch,
+                       fake: torch.Tensor) -> LossTerms:
+        """Fool the discriminator and match its features on the real chips."""
+        onehot, real = batch.onehot, batch.real
+        d_real, d_fake = split_halves(discriminator(torch.cat([onehot, onehot]),
+                                                    torch.cat([real, fake])))
+        terms = {"loss_g_adv": hinge_g_loss(predictions(d_fake)),
+                 "loss_g_fm": feature_matching_loss(detach_all(d_real), d_fake)}
+        total = terms["loss_g_adv"] + self.lambda_fm * terms["loss_g_fm"]
+        if self.vgg is not None:
+            terms["loss_g_vgg"] = self.vgg(fake.float(), real)
+            total = total + self.lambda_vgg * terms["loss_g_vgg"]
+        if self.lambda_l1:
+            terms["loss_g_l1"] = (fake.float() - real).abs().mean()
+            total = total + self.lambda_l1 * terms["loss_g_l1"]
+        return {"loss_g": total, **terms}
+
+
+def class_balance(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-pixel weights (B, H, W) that give every class present in the batch equal weight.
+
+    A class covering a share p of the batch's labelled pixels gets 1 / (p * classes present),
+    so the weights average 1 over labelled pixels; don't-care pixels get 0. Without it the
+    discriminator could ignore small classes (buildings, roads) at little cost.
+    """
+    valid = labels < num_classes
+    counts = torch.bincount(labels[valid].reshape(-1), minlength=num_classes).float()
+    present = (counts > 0).sum().clamp(min=1)
+    weights = valid.sum().float() / (present * counts.clamp(min=1))
+    table = torch.cat([weights, weights.new_zeros(1)])  # index num_classes: don't care
+    return table[labels.clamp(max=num_classes)]
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class-balanced cross-entropy of (B, N + 1, H, W) logits against land-cover labels."""
+    target = torch.where(labels < num_classes, labels, torch.zeros_like(labels))
+    per_pixel = F.cross_entropy(logits, target, reduction="none")
+    return (class_balance(labels, num_classes) * per_pixel).mean()
+
+
+def fake_loss(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cross-entropy of every pixel against the "fake" class (index N)."""
+    target = torch.full((logits.shape[0], *logits.shape[2:]), num_classes, dtype=torch.long,
+                        device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def labelmix_mask(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, 1, H, W) float mask: for each image and class, all 1 or all 0 at random.
+
+    LabelMix mixes a real and a generated chip along class boundaries, so the discriminator
+    must judge each region by its content, not by where real and fake meet.
+    """
+    batch = labels.shape[0]
+    bits = torch.randint(0, 2, (batch, num_classes + 1), device=labels.device)
+    mask = bits.gather(1, labels.reshape(batch, -1).long())
+    return mask.reshape(batch, 1, *labels.shape[1:]).float()
+
+
+class OasisObjective:
+    """OASIS: N+1-class segmentation discriminator with LabelMix, per-pixel generator loss.
+
+    Discriminator: class-balanced cross-entropy on real chips (their land cover) + cross-
+    entropy to "fake" on generated chips + ``lambda_labelmix`` * LabelMix (its output on a
+    class-wise mix of real and generated chips must equal the same mix of its outputs).
+    Generator: class-balanced cross-entropy of the discriminator's output on the generated
+    chips against the land cover asked for [+ VGG19] [+ L1].
+
+    Args:
+        num_classes: land-cover classes N.
+        lambda_labelmix: weight of the LabelMix loss.
+        vgg: the VGG19 perceptual loss, or None (the usual OASIS setting).
+        lambda_vgg: its weight.
+        lambda_l1: weight of an L1 loss between generated and real chips (0 = off).
+    """
+
+    def __init__(self, num_classes: int, lambda_labelmix: float = 10.0,
+                 vgg: VGGLoss | None = None, lambda_vgg: float = 0.0, lambda_l1: float = 0.0):
+        self.num_classes = num_classes
+        self.lambda_labelmix = lambda_labelmix
+        self.vgg = vgg
+        self.lambda_vgg = lambda_vgg
+        self.lambda_l1 = lambda_l1
+
+    def discriminator_loss(self, discriminator: nn.Module, batch: Batch,
+                           fake: torch.Tensor) -> LossTerms:
+        """Segment real chips, call generated ones fake, keep LabelMix mixes consistent."""
+        n, real = self.num_classes, batch.real
+        mask = labelmix_mask(batch.labels, n).to(real.dtype)
+        mixed = mask * real + (1 - mask) * fake
+        # One pass over real, fake and mixed: the U-Net has no batch statistics.
+        out_real, out_fake, out_mixed = discriminator(torch.cat([real, fake, mixed])).float() \
+            .chunk(3)
+        terms = {"loss_d_real": segmentation_loss(out_real, batch.labels, n),
+                 "loss_d_fake": fake_loss(out_fake, n),
+                 "loss_d_labelmix": F.mse_loss(out_mixed,
+                                               mask * out_real + (1 - mask) * out_fake)}
+        total = (terms["loss_d_real"] + terms["loss_d_fake"]
+                 + self.lambda_labelmix * terms["loss_d_labelmix"])
+        return {"loss_d": total, **terms}
+
+    def generator_loss(self, discriminator: nn.Module, batch: Batch,
+                       fake: torch.Tensor) -> LossTerms:
+        """Make every generated pixel read as the class it was asked for."""
+        terms = {"loss_g_adv": segmentation_loss(discriminator(fake).float(), batch.labels,
+                                                 self.num_classes)}
+        total = terms["loss_g_adv"]
+        if self.vgg is not None:
+            terms["loss_g_vgg"] = self.vgg(fake.float(), batch.real)
+            total = total + self.lambda_vgg * terms["loss_g_vgg"]
+        if self.lambda_l1:
+            terms["loss_g_l1"] = (fake.float() - batch.real).abs().mean()
+            total = total + self.lambda_l1 * terms["loss_g_l1"]
+        return {"loss_g": total, **terms}
+
+
+#: The discriminator each objective trains (ModelConfig.discriminator).
+DISCRIMINATOR_OF = {"spade": "multiscale", "oasis": "unet"}
+
+
+def build_objective(config: TrainConfig, num_classes: int, device: torch.device) -> Objective:
+    """The objective a training configuration asks for, on ``device``."""
+    vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
+    if config.objective == "oasis":
+        return OasisObjective(num_classes, config.lambda_labelmix, vgg, config.lambda_vgg,
+                              config.lambda_l1)
+    return SpadeObjective(config.lambda_fm, vgg, config.lambda_vgg, config.lambda_l1)

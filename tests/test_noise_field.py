@@ -1,0 +1,42 @@
+"""Field noise: smooth at the scale of its lattice, a pure function of seed and global pixels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geospade.errors import InputError
+from geospade.models.noise import field_noise, make_noise, random_noise
+
+
+def test_a_window_equals_the_same_pixels_of_the_whole():
+    whole = field_noise(7, 3, 200, 260, row_off=-40, col_off=16, spacing=32)
+    window = field_noise(7, 3, 77, 91, row_off=-40 + 50, col_off=16 + 33, spacing=32)
+    assert torch.equal(window, whole[:, 50:127, 33:124])
+
+
+def test_varies_smoothly_at_the_lattice_scale_and_with_the_seed():
+    a = field_noise(1, 4, 512, 512, spacing=64)
+    assert abs(float(a.mean())) < 0.3 and 0.7 < float(a.std()) < 1.3
+    neighbours = (a[:, :, 1:] - a[:, :, :-1]).abs().mean()
+    far = (a[:, :, 64:] - a[:, :, :-64]).abs().mean()
+    assert neighbours < 0.1 * far  # smooth between nodes, different a lattice cell away
+    b = field_noise(2, 4, 512, 512, spacing=64)
+    assert torch.corrcoef(torch.stack([a.reshape(-1), b.reshape(-1)]))[0, 1].abs() < 0.2
+
+
+def test_make_noise_and_training_noise_have_the_field_channels():
+    noise = make_noise(2, 64, 64, seed=[3, 4], row_off=[0, 64], col_off=0, style_channels=2,
+                       spatial_channels=1, field_channels=3, field_spacing=16)
+    assert noise.shape == (2, 6, 64, 64)
+    assert torch.equal(noise[0, 3:], field_noise(3, 3, 64, 64, 0, 0, 16))
+    assert torch.equal(noise[1, 3:], field_noise(4, 3, 64, 64, 64, 0, 16))
+    torch.manual_seed(0)
+    drawn = random_noise(8, 64, 64, style_channels=0, field_channels=2, field_spacing=16)
+    assert drawn.shape == (8, 2, 64, 64) and 0.6 < float(drawn.std()) < 1.4
+    assert not torch.equal(drawn[0], drawn[1])
+
+
+def test_bad_spacing_is_refused():
+    with pytest.raises(InputError, match="spacing"):
+        field_noise(0, 1, 8, 8, spacing=0)

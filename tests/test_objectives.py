@@ -1,0 +1,158 @@
+"""Training objectives: the OASIS losses' parts, and OASIS runs through the trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from geospade.checkpoint import load_checkpoint, read_card
+from geospade.chips.export import export_chips
+from geospade.cli import main as cli_main
+from geospade.demo import make_demo_scene
+from geospade.errors import CheckpointError, InputError
+from geospade.models import build_discriminator, model_config
+from geospade.models.unet_discriminator import UNetDiscriminator
+from geospade.training import TrainConfig, train
+from geospade.training.loss import (
+    Batch,
+    OasisObjective,
+    class_balance,
+    labelmix_mask,
+    segmentation_loss,
+)
+
+OASIS = dict(preset="tiny", objective="oasis", batch_size=4, device="cpu", log_every=1,
+             checkpoint_every=1000, sample_every=1000)
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("objectives")
+    scene = make_demo_scene(root / "scene", size=256, seed=1, progress=False)
+    export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=64, val_fraction=0.1,
+                 max_nodata=1.0, progress=False)
+    return root / "chips"
+
+
+def test_class_balance_gives_each_present_class_equal_weight():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, :2] = 1        # a small class
+    labels[0, 7, 7] = 3      # don't care (3 classes)
+    weights = class_balance(labels, 3)
+    assert weights[0, 7, 7] == 0
+    valid = labels < 3
+    assert weights[valid].mean() == pytest.approx(1.0)
+    totals = [float(weights[labels == c].sum()) for c in (0, 1)]
+    assert totals[0] == pytest.approx(totals[1])  # class 2 is absent: no weight
+
+
+def test_labelmix_mask_is_constant_within_each_class_of_each_image():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (6, 16, 16))
+    mask = labelmix_mask(labels, 4)
+    assert mask.shape == (6, 1, 16, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    for b in range(6):
+        for c in range(4):
+            assert len(mask[b, 0][labels[b] == c].unique()) <= 1
+    assert 0 < mask.mean() < 1
+
+
+def test_segmentation_loss_rewards_the_right_classes():
+    labels = torch.randint(0, 3, (2, 8, 8))
+    right = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 10
+    wrong = torch.roll(right, 1, dims=1)
+    assert segmentation_loss(right, labels, 3) < 0.01 < segmentation_loss(wrong, labels, 3)
+
+
+def test_oasis_discriminator_losses_and_gradients():
+    cfg = model_config("tiny", 3, 3, discriminator="unet")
+    disc = build_discriminator(cfg)
+    assert isinstance(disc, UNetDiscriminator)
+    labels = torch.randint(0, 4, (2, 64, 64))
+    onehot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    assert disc(torch.zeros(2, 3, 64, 64)).shape == (2, 4, 64, 64)
+    batch = Batch(labels=labels, onehot=onehot, real=torch.rand(2, 3, 64, 64) * 2 - 1)
+    fake = torch.zeros(2, 3, 64, 64, requires_grad=True)
+    objective = OasisObjective(3, lambda_labelmix=10.0)
+    terms = {k: v.detach() for k, v in objective.discriminator_loss(disc, batch,
+                                                                    fake.detach()).items()}
+    assert list(terms) == ["loss_d", "loss_d_real", "loss_d_fake", "loss_d_labelmix"]
+    assert float(terms["loss_d"]) == pytest.approx(float(
+        terms["loss_d_real"] + terms["loss_d_fake"] + 10 * terms["loss_d_labelmix"]), rel=1e-6)
+    g_terms = objective.generator_loss(disc, batch, fake)
+    g_terms["loss_g"].backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="multiple of 8"):
+        disc(torch.zeros(1, 3, 60, 60))
+
+
+def test_oasis_trains_logs_its_terms_and_resumes_bit_for_bit(chips, tmp_path):
+    config = TrainConfig(steps=2, **OASIS)
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    train(chips, interrupted, config, progress=False)
+    train(chips, interrupted, config.replace(steps=4), resume=True, progress=False)
+    train(chips, straight, config.replace(steps=4), progress=False)
+    a, b = load_checkpoint(interrupted), load_checkpoint(straight)
+    assert read_card(a).model_config["discriminator"] == "unet"
+    for key in ("generator", "generator_ema", "discriminator"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss_d_labelmix"] >= 0 and "loss_g_fm" not in r for r in rows)
+    # A SPADE-objective resume of an OASIS run is refused by name.
+    with pytest.raises(CheckpointError, match="discriminator"):
+        train(chips, straight, config.replace(steps=5, objective="spade"), resume=True,
+              progress=False)
+
+
+def test_objective_flag_and_a_conflicting_discriminator(chips, tmp_path):
+    run = tmp_path / "run"
+    assert cli_main.main(["train", str(chips), "-o", str(run), "--preset", "tiny", "--steps",
+                          "1", "--objective", "oasis", "--device", "cpu", "--quiet"]) == 0
+    assert load_checkpoint(run)["train_config"]["objective"] == "oasis"
+    with pytest.raises(InputError, match="objective=oasis"):
+        train(chips, tmp_path / "bad", TrainConfig(steps=1, **{**OASIS, "model": {
+            "discriminator": "multiscale"}}), progress=False)
+    with pytest.raises(InputError, match="objective"):
+        TrainConfig(objective="pix2pix").validate()
+
+
+# ---- recipes: --preset alone is the preset's best recipe --------------------------------------
+
+
+def test_options_left_to_the_preset_take_its_recipe():
+    from geospade.training.config import RECIPE_FALLBACK, RECIPES
+
+    cpu = TrainConfig(preset="cpu").resolved()
+    for name, value in RECIPES["cpu"].items():
+        assert getattr(cpu, name) == value, name
+    tiny = TrainConfig(preset="tiny").resolved()
+    assert (tiny.objective, tiny.batch_size, tiny.lambda_l1, tiny.steps) == \
+        tuple(RECIPE_FALLBACK[k] for k in ("objective", "batch_size", "lambda_l1", "steps"))
+    given = TrainConfig(preset="cpu", objective="spade", batch_size=2, epochs=3).resolved()
+    assert (given.objective, given.batch_size, given.steps, given.epochs) == ("spade", 2, None, 3)
+    assert TrainConfig(preset="cpu").total_steps(10) == RECIPES["cpu"]["steps"]
+
+
+def test_cli_preset_alone_is_the_recipe(tmp_path):
+    from geospade.cli.train import resolve_config
+
+    args = cli_main.build_parser().parse_args(["train", "chips", "-o", str(tmp_path / "run"),
+                                               "--preset", "cpu"])
+    assert resolve_config(args).resolved() == TrainConfig(preset="cpu").resolved()
+
+
+def test_quickstart_trains_with_exactly_the_cpu_recipe():
+    from geospade.quickstart import default_settings
+
+    settings = default_settings("cpu")
+    assert settings.preset == "cpu" and settings.steps is None and settings.batch_size is None
+
+
+def test_a_run_records_the_resolved_recipe(chips, tmp_path):
+    run = tmp_path / "run"
+    train(chips, run, TrainConfig(preset="tiny", steps=1, device="cpu"), progress=False)
+    saved = TrainConfig.from_yaml(run / "config.yaml")
+    assert saved.objective == "spade" and saved.batch_size == 4 and saved.lambda_l1 == 0.0
