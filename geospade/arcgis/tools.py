@@ -390,7 +390,6 @@ def _check_train_options(values: Mapping[str, Any]) -> list[Message]:
 
 def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
     """Messages for the Synthesize Imagery From Land Cover dialog."""
-    from geospade.checkpoint import resolve_checkpoint_path
 
     messages = check_tile_size(values.get("tile_size"), why=": tiles must be multiples of the "
                                "generator's downsampling factor (up to 32)")
@@ -401,12 +400,7 @@ def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) 
     if feather is not None and (feather < 0 or feather % 2):
         messages.append(Message("feather", "error", f"Feather width must be an even number of "
                                 f"pixels (0 or more), got {feather}."))
-    checkpoint = values.get("checkpoint")
-    if checkpoint:
-        try:
-            resolve_checkpoint_path(checkpoint)
-        except GeospadeError as exc:
-            messages.append(Message("checkpoint", "error", str(exc)))
+    messages += _check_checkpoint(values.get("checkpoint"))
     output = values.get("output")
     if output:
         messages += _check_output_raster(Path(output), bool(values.get("overwrite"))
@@ -414,9 +408,21 @@ def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) 
     return messages
 
 
+def _check_checkpoint(checkpoint: str | None) -> list[Message]:
+    """An error message when the dialog's checkpoint (file or run folder) cannot be used."""
+    from geospade.checkpoint import resolve_checkpoint_path
+
+    if not checkpoint:
+        return []
+    try:
+        resolve_checkpoint_path(checkpoint)
+    except GeospadeError as exc:
+        return [Message("checkpoint", "error", str(exc))]
+    return []
+
+
 def validate_what_if(values: Mapping[str, Any], overwrite_env: bool = False) -> list[Message]:
     """Messages for the What-If Imagery From Land-Cover Changes dialog."""
-    from geospade.checkpoint import resolve_checkpoint_path
 
     messages = check_positive(values, ("batch_size",))
     changes, edited = values.get("changes"), values.get("edited_landcover")
@@ -433,12 +439,7 @@ def validate_what_if(values: Mapping[str, Any], overwrite_env: bool = False) -> 
     if blend is not None and blend < 0:
         messages.append(Message("blend", "error", f"The band width must not be negative, got "
                                 f"{blend:g}."))
-    checkpoint = values.get("checkpoint")
-    if checkpoint:
-        try:
-            resolve_checkpoint_path(checkpoint)
-        except GeospadeError as exc:
-            messages.append(Message("checkpoint", "error", str(exc)))
+    messages += _check_checkpoint(values.get("checkpoint"))
     output = values.get("output")
     if output:
         overwrite = bool(values.get("overwrite")) or overwrite_env
