@@ -10,6 +10,7 @@ at most every :data:`LOG_INTERVAL` seconds, so logs stay readable and small.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -59,7 +60,8 @@ class LineFile:
         for part in text.replace("\r", "\n").split("\n"):
             line = part.rstrip()
             # Closing a bar redraws its last count (with the overall rate): skip that repeat.
-            count = line.split(" [", 1)[0]
+            # The key leaves out the bar itself: its width changes with the rate's text.
+            count = re.sub(r"\|.*\|", "|", line.split(" [", 1)[0])
             if line.strip() and count != self._last:
                 stream.write(line + "\n")
                 self._last = count

@@ -132,3 +132,13 @@ def test_missing_output_folder_is_announced(tmp_path, capsys):
     assert code != 0  # the inputs do not exist; the note still comes first
     assert err.splitlines()[0] == (f"geospade synthesize: note: folder {target.parent} does "
                                    "not exist; creating it")
+
+
+def test_log_lines_skip_the_closing_redraw_whatever_its_bar_width():
+    from geospade.progress import LineFile
+
+    log = io.StringIO()
+    lines = LineFile(log)
+    lines.write("\rwork: 100%|######| 3/3 [00:00<00:00, 8768.58tile/s]")
+    lines.write("\rwork: 100%|#######| 3/3 [00:00<00:00, 13802.24tile/s]")  # wider bar
+    assert log.getvalue().count("\n") == 1
