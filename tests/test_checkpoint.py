@@ -68,7 +68,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_newer_format_is_refused(tmp_path, card, state):
     path = save_checkpoint(tmp_path / "model.pt", card, state)
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     payload["version"] = 99
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="version 99 is newer"):

@@ -61,7 +61,7 @@ def test_two_processes_agree_on_the_weights(chips, tmp_path):
         env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     # Gradients were averaged: every weight (and D's spectral-norm vectors) is identical.
     assert rank0["state"].keys() == rank1["state"].keys()
     different = [k for k in rank0["state"] if not torch.equal(rank0["state"][k],
