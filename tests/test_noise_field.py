@@ -40,3 +40,28 @@ def test_make_noise_and_training_noise_have_the_field_channels():
 def test_bad_spacing_is_refused():
     with pytest.raises(InputError, match="spacing"):
         field_noise(0, 1, 8, 8, spacing=0)
+
+
+def test_class_noise_gives_each_class_its_own_map_of_the_noise():
+    """The noise a pixel feeds the network is its class's linear map of the raw noise."""
+    from geospade.models import build_generator, model_config, one_hot
+
+    torch.manual_seed(0)
+    G = build_generator(model_config("tiny", 3, 3, noise_field=2, class_noise=True))
+    labels = torch.tensor([[[0, 1], [2, 3]]])  # 3 = don't care
+    onehot = one_hot(labels, 3)
+    noise = torch.randn(1, G.noise_channels, 2, 2)
+    mapped = G._noise_by_class(onehot, noise)
+    weight = G.class_noise.weight.view(4, G.noise_channels, G.noise_channels)
+    for row, col in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        cls = labels[0, row, col]
+        expected = weight[cls] @ noise[0, :, row, col]
+        assert torch.allclose(mapped[0, :, row, col], expected, atol=1e-6)
+    # One noise vector reads differently in two classes: the map is not shared.
+    same = noise[:, :, :1, :1].expand(1, -1, 2, 2)
+    out = G._noise_by_class(onehot, same)
+    assert (out[0, :, 0, 0] - out[0, :, 0, 1]).abs().max() > 1e-3
+    # Without class_noise the noise passes unchanged.
+    plain = build_generator(model_config("tiny", 3, 3, noise_field=2))
+    assert plain.class_noise is None
+    assert torch.equal(plain._noise_by_class(onehot, noise), noise)

@@ -46,6 +46,9 @@ class ModelConfig:
             lattice of ``noise_field_spacing`` pixels in global coordinates (0: none): gives
             each field or wood its own look.
         noise_field_spacing: that lattice's spacing in pixels (about a parcel's size).
+        class_noise: CLADE only: each class modulates with its own linear map of the noise,
+            so one field of a class differs from the next within that class's looks; off,
+            one map shared by all classes shifts every class alike (blotches across borders).
         upsample: "nearest" (as published) or "bilinear" (with the label map area-averaged
             to each resolution), which leaves no 2**k-pixel grid in the output.
         discriminator: "multiscale" (SPADE's PatchGANs, real/fake per patch, sees the labels)
@@ -69,6 +72,7 @@ class ModelConfig:
     noise_spatial: int = 0
     noise_field: int = 0
     noise_field_spacing: int = 64
+    class_noise: bool = False
     upsample: str = "nearest"
     discriminator: str = "multiscale"
     num_d: int = 2

@@ -122,6 +122,11 @@ class SpadeGenerator(nn.Module):
                 for fin, fout in stage)
             for stage in stages)
         self.to_image = init_conv(nn.Conv2d(stages[-1][-1][1], cfg.out_channels, 3, padding=1))
+        # Each class's own linear map of the noise (one 1x1 conv for all classes, then the
+        # pixel's class picks its map): the noise then varies a field within its class's looks.
+        n = cfg.noise_channels
+        self.class_noise = (init_conv(nn.Conv2d(n, cfg.label_channels * n, 1, bias=False))
+                            if cfg.class_noise and n else None)
 
     def make_noise(self, batch: int, height: int, width: int, seed: noise_lib.IntArg,
                    row_off: noise_lib.IntArg = 0, col_off: noise_lib.IntArg = 0,
@@ -188,7 +193,7 @@ class SpadeGenerator(nn.Module):
                                                field_channels=cfg.noise_field,
                                                field_spacing=cfg.noise_field_spacing,
                                                device=onehot.device, dtype=onehot.dtype)
-            cond = torch.cat([cond, noise.to(onehot.dtype)], dim=1)
+            cond = torch.cat([cond, self._noise_by_class(cond, noise.to(onehot.dtype))], dim=1)
         k = self.config.num_upsampling
         x = self.head(self._downsample(cond, 2**k))
         for j, stage in enumerate(self.stages):
@@ -198,6 +203,17 @@ class SpadeGenerator(nn.Module):
             for block in stage:
                 x = block(x, level)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+    def _noise_by_class(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The noise through the map of each pixel's class (``class_noise``), else as it is.
+
+        Pointwise in the pixel, so generation stays tiling-invariant.
+        """
+        if self.class_noise is None:
+            return noise
+        b, n, h, w = noise.shape
+        maps = self.class_noise(noise).view(b, labels.shape[1], n, h, w)
+        return (maps * labels[:, :, None]).sum(dim=1)
 
     def _downsample(self, cond: torch.Tensor, factor: int) -> torch.Tensor:
         """The conditioning map at 1 / factor of full resolution.
