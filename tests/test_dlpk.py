@@ -17,10 +17,10 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geospade.arcgis import raster_function
-from geospade.arcgis.dlpk import RASTER_FUNCTION, export_model
 from geospade.checkpoint import load_checkpoint, read_card, save_checkpoint
 from geospade.classes import CHESAPEAKE_7
 from geospade.cli import export_model as cli_export_model
+from geospade.dlpk import RASTER_FUNCTION, export_model
 from geospade.errors import InputError, OutputExistsError
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize_array

@@ -114,6 +114,22 @@ def test_cli_flags_override_config_file(tmp_path):
     assert cfg.lr_g == 2e-4 and cfg.amp is False and cfg.model == {"ngf": 4, "ndf": 16}
 
 
+def test_library_resolves_a_resumed_run_s_own_options(tmp_path):
+    """resolve_config, which the CLI and the ArcGIS tool share: a resumed run reads its own
+    config.yaml; model overrides merge; an explicit length replaces the file's unit."""
+    from geospade.training.config import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("preset: tiny\nepochs: 2\nmodel: {ngf: 4}\n")
+    cfg = resolve_config({"steps": 7, "model": {"ndf": 8}}, run_dir=run, resume=True)
+    assert (cfg.preset, cfg.steps, cfg.epochs, cfg.model) == ("tiny", 7, None,
+                                                               {"ngf": 4, "ndf": 8})
+    assert resolve_config({"seed": 3}, run_dir=run, resume=False).preset == TrainConfig().preset
+    with pytest.raises(InputError, match="batch_size"):
+        resolve_config({"batch_size": 0})
+
+
 def test_cli_help_lists_every_option(capsys):
     with pytest.raises(SystemExit):
         cli_main.main(["train", "--help"])
