@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
+from helpers import random_model
 from rasterio.crs import CRS
 
 from geospade.arcgis import raster_function
@@ -24,7 +25,6 @@ from geospade.dlpk import RASTER_FUNCTION, export_model
 from geospade.errors import InputError, OutputExistsError
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize_array
-from geospade.synthesis.model import random_model
 from geospade.synthesis.plan import default_halo
 
 NODATA = CHESAPEAKE_7.nodata

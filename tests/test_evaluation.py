@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers import random_model
 
 from geospade.chips.dataset import ChipDataset
 from geospade.chips.export import export_chips
@@ -24,7 +25,7 @@ from geospade.evaluation import UNet, evaluate, load_segmenter, train_segmenter
 from geospade.imagery import ImageryInfo
 from geospade.models import one_hot
 from geospade.synthesis import synthesize
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 CHIP = 64
 

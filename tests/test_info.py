@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import random_model
 
 from geospade.chips.export import export_chips
 from geospade.classes import CHESAPEAKE_7
@@ -16,7 +17,7 @@ from geospade.demo import make_demo_scene
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
 from geospade.info import describe, format_info
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 TRANSFORM = Affine(0.6, 0.0, 360000.0, 0.0, -0.6, 4310000.0)
 
