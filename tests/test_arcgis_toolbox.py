@@ -23,7 +23,6 @@ from geospade.arcgis import TOOLBOX, tools
 from geospade.cli import export_chips as cli_export
 from geospade.cli import synthesize as cli_synthesize
 from geospade.cli import train as cli_train
-from geospade.demo import make_demo_scene
 from geospade.errors import InputError
 from geospade.models import PRESETS
 from geospade.training.config import OBJECTIVES, TrainConfig
@@ -90,8 +89,8 @@ def run(tool, arcpy, **values):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return make_demo_scene(tmp_path_factory.mktemp("demo"), size=256, progress=False)
+def scene(small_scene):
+    return small_scene
 
 
 # -- the toolbox and its parameters ------------------------------------------------------------
