@@ -81,9 +81,8 @@ def library_defaults(module: str, function: str) -> dict[str, Any]:
 def library_constant(module: str, name: str) -> Any:
     """A module-level literal constant of a geospade module, read from its source."""
     for node in _library_source(module).body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value else [])
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name
+                                                for t in node.targets):
             return ast.literal_eval(node.value)
     raise LookupError(f"{module} has no constant {name}")
 

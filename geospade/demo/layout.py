@@ -6,7 +6,7 @@ shapely geometry, rasterized to Chesapeake 7-class land cover plus the per-objec
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +79,7 @@ def layout_scene(rng: np.random.Generator, size: int) -> Layout:
     centre = main.interpolate(town_t)
     town_angle = _direction(main, town_t)
     town_len, town_depth = min(0.45 * s, 700.0), min(0.38 * s, 520.0)
-    town = _rotated_rect(centre.x, centre.y, town_len, town_depth, town_angle)
+    town = _rotated_rect((centre.x, centre.y), town_len, town_depth, town_angle)
     block = rng.uniform(70, 95)
     streets = _street_grid(centre, town_len, town_depth, town_angle, block)
     roads += [_Road(line, rng.uniform(6, 7), "street") for line in streets]
@@ -146,7 +146,7 @@ def layout_scene(rng: np.random.Generator, size: int) -> Layout:
         out.bare.append(track.buffer(rng.uniform(1.8, 2.5), cap_style="flat"))
     for _ in range(20):
         u, v = rng.uniform(0.15, 0.85, 2)
-        site = _rotated_rect(*_rect_point(centre, town_len, town_depth, town_angle, u, v),
+        site = _rotated_rect(_rect_point(centre, town_len, town_depth, town_angle, u, v),
                              rng.uniform(35, 60), rng.uniform(30, 50), town_angle)
         if not site.intersects(road_area.buffer(6)) and not site.intersects(river_area):
             out.bare.append(site)
@@ -203,7 +203,7 @@ def _place_house(rng, edge, tangent, normal, angle, placer, out, *, barn: bool) 
     width, depth = rng.uniform(9, 16), rng.uniform(8, 12)
     setback = rng.uniform(7, 15)
     centre = edge + normal * (setback + depth / 2)
-    house = _rotated_rect(*centre, width, depth, angle)
+    house = _rotated_rect(centre, width, depth, angle)
     if not placer.free(house):
         return width
     drive_x = rng.choice([-1, 1]) * (width / 2 - 2)
@@ -216,8 +216,8 @@ def _place_house(rng, edge, tangent, normal, angle, placer, out, *, barn: bool) 
         bw, bd = rng.uniform(14, 24), rng.uniform(10, 14)
         bcentre = centre + normal * (depth / 2 + rng.uniform(14, 24) + bd / 2)
         bcentre = bcentre + tangent * rng.uniform(-10, 10)
-        barn_rect = _rotated_rect(*bcentre, bw, bd, angle + math.pi / 2 * rng.integers(0, 2))
-        yard = _rotated_rect(*bcentre, bw + 16, bd + 14, angle)
+        barn_rect = _rotated_rect(bcentre, bw, bd, angle + math.pi / 2 * rng.integers(0, 2))
+        yard = _rotated_rect(bcentre, bw + 16, bd + 14, angle)
         if placer.free(yard):
             placer.add(yard, margin=2)
             out.bare.append(yard)
@@ -230,9 +230,9 @@ def _place_shop(rng, edge, tangent, normal, angle, placer, out) -> float:
     width, depth = rng.uniform(24, 45), rng.uniform(18, 32)
     lot_depth = rng.uniform(20, 32)
     centre = edge + normal * (3 + lot_depth + depth / 2)
-    shop = _rotated_rect(*centre, width, depth, angle)
+    shop = _rotated_rect(centre, width, depth, angle)
     lot_centre = edge + normal * (3 + lot_depth / 2)
-    lot = _rotated_rect(*lot_centre, width + 10, lot_depth, angle)
+    lot = _rotated_rect(lot_centre, width + 10, lot_depth, angle)
     if not placer.free(shop.union(lot)):
         return 10.0
     placer.add(shop.union(lot), margin=4)
@@ -253,7 +253,7 @@ def _add_roof(rng, rect: Polygon, angle: float, out: Layout, *, flat: bool,
         out.facets.append((rect, colour))
         for _ in range(rng.integers(2, 6)):  # air-conditioning units
             c = np.array(rect.centroid.coords[0]) + rng.uniform(-6, 6, 2)
-            unit = _rotated_rect(*c, rng.uniform(2, 3.5), rng.uniform(2, 3.5), angle)
+            unit = _rotated_rect(c, rng.uniform(2, 3.5), rng.uniform(2, 3.5), angle)
             out.paint.append((unit, ROOF_UNIT))
         return
     palettes = [(112, 112, 116), (70, 70, 76), (136, 78, 62), (118, 96, 80), (160, 160, 158),
@@ -268,7 +268,7 @@ def _add_roof(rng, rect: Polygon, angle: float, out: Layout, *, flat: bool,
     centre = coords.mean(axis=0)
     ridge = LineString([centre - long_axis / 2, centre + long_axis / 2])
     for sign in (-1, 1):
-        half = _rotated_rect(*(centre + sign * short_axis / 4), np.hypot(*long_axis),
+        half = _rotated_rect((centre + sign * short_axis / 4), np.hypot(*long_axis),
                              np.hypot(*short_axis) / 2, math.atan2(long_axis[1], long_axis[0]))
         facing = sign * short_axis / np.hypot(*short_axis)
         shade = 1.0 + 0.22 * float(facing @ SUN)  # the facet facing the sun is brighter
@@ -359,11 +359,13 @@ def _direction(line: LineString, t: float) -> float:
     return math.atan2(b.y - a.y, b.x - a.x)
 
 
-def _rotated_rect(cx: float, cy: float, length: float, depth: float, angle: float) -> Polygon:
-    """A rectangle centred on (cx, cy), ``length`` along ``angle`` and ``depth`` across."""
+def _rotated_rect(centre: Sequence[float] | np.ndarray, length: float, depth: float,
+                  angle: float) -> Polygon:
+    """A rectangle centred on ``centre`` (x, y), ``length`` along ``angle`` and ``depth``
+    across."""
     d = np.array([math.cos(angle), math.sin(angle)]) * length / 2
     n = np.array([-math.sin(angle), math.cos(angle)]) * depth / 2
-    c = np.array([cx, cy])
+    c = np.array([centre[0], centre[1]])
     return Polygon([c - d - n, c + d - n, c + d + n, c - d + n])
 
 

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import rasterio
@@ -30,7 +31,7 @@ DEMO_CRS = "EPSG:32618"  # UTM 18N, where Chesapeake land cover is commonly deli
 DEMO_ORIGIN = (359936.0, 4310016.0)
 # About 2 GB of memory at 4096.
 MIN_SIZE, MAX_SIZE = 256, 4096
-NODATA = int(CHESAPEAKE_7.nodata)
+NODATA = cast(int, CHESAPEAKE_7.nodata)  # the Chesapeake 7-class scheme has one
 
 
 

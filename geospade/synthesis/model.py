@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch
 from geospade.checkpoint import ModelCard, load_checkpoint, read_card
 from geospade.device import resolve_device
 from geospade.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from geospade.models.generator import SpadeGenerator
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class LoadedModel:
         tiles_generated: tiles generated so far.
     """
 
-    generator: torch.nn.Module
+    generator: SpadeGenerator
     card: ModelCard
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     forward_calls: int = 0

@@ -197,7 +197,9 @@ class TrainConfig:
         """Number of optimisation steps of the whole run."""
         if self.epochs is not None:
             return self.epochs * steps_per_epoch
-        return self.resolved().steps
+        steps = self.resolved().steps
+        assert steps is not None  # resolved() fills it in from the recipe
+        return steps
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict:
