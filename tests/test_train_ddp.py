@@ -42,6 +42,7 @@ def chips(small_chips) -> Path:
     return small_chips
 
 
+@pytest.mark.slow  # two training processes, each importing torch
 def test_two_processes_agree_on_the_weights(chips, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
