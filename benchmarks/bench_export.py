@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO))
 
 from geospade.chips import esri  # noqa: E402
 from geospade.chips.export import default_workers, export_chips  # noqa: E402
-from geospade.demo import make_demo_scene, tile_raster  # noqa: E402
+from geospade.demo import make_demo_scene  # noqa: E402
 from geospade.raster import write_world_file  # noqa: E402
 from geospade.tiling import tile_grid  # noqa: E402
+from tests.helpers import tile_raster  # noqa: E402  (benchmark inputs, not geospade API)
 
 BASE = 2048
 SCENE = 1024  # side of each scene of the multi-scene case

@@ -81,9 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path]]:
     """The model checkpoint and one land cover per size (made once, reused)."""
     from geospade.classes import CHESAPEAKE_7
-    from geospade.demo import make_demo_scene, tile_raster
+    from geospade.demo import make_demo_scene
     from geospade.imagery import ImageryInfo
-    from geospade.synthesis.model import random_model, save_model
+    from geospade.synthesis.model import save_model
+    from tests.helpers import random_model, tile_raster
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -54,9 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def prepare(workdir: Path, sizes: list[int], checkpoint: str | None) -> str:
     """The demo scene repeated to each size, and the model checkpoint."""
     from geospade.classes import CHESAPEAKE_7
-    from geospade.demo import make_demo_scene, tile_raster
+    from geospade.demo import make_demo_scene
     from geospade.imagery import ImageryInfo
-    from geospade.synthesis.model import random_model, save_model
+    from geospade.synthesis.model import save_model
+    from tests.helpers import random_model, tile_raster
 
     scene_dir = workdir / "scene"
     if not (scene_dir / "imagery.tif").exists():

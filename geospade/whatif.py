@@ -110,6 +110,14 @@ class WhatIfResult:
         around the change (1.0 = the edge cannot be told from the real imagery)."""
         return self.seam.score
 
+    def summary(self) -> str:
+        """What was written, in the lines the CLI and the ArcGIS tool report."""
+        return (f"wrote {self.path} and {self.landcover}: {self.changed_pixels} changed "
+                f"pixels in {len(self.regions)} region(s), {self.synthesized_pixels} pixels "
+                f"synthesised, blend {self.blend_pixels} px, {self.seconds:.1f} s\n"
+                f"seam score at the blend's edge: {self.seam_score:.3f} "
+                "(1.0 = as smooth as the real imagery around it)")
+
 
 def landcover_output_path(out: str | Path) -> Path:
     """Where the edited land cover goes: ``OUT.landcover.tif`` beside ``OUT.tif``."""

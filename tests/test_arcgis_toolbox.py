@@ -4,8 +4,11 @@ messages, progress reporting, the library calls it makes, and real runs on the d
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import sys
 
 import fake_arcpy
@@ -20,10 +23,9 @@ from geospade.arcgis import TOOLBOX, tools
 from geospade.cli import export_chips as cli_export
 from geospade.cli import synthesize as cli_synthesize
 from geospade.cli import train as cli_train
-from geospade.demo import make_demo_scene
 from geospade.errors import InputError
 from geospade.models import PRESETS
-from geospade.training.config import TrainConfig
+from geospade.training.config import OBJECTIVES, TrainConfig
 
 TOOL_NAMES = ["ExportSPADETrainingChips", "TrainSPADEModel", "SynthesizeImageryFromLandCover",
               "WhatIfImageryFromLandCoverChanges"]
@@ -87,8 +89,8 @@ def run(tool, arcpy, **values):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    return make_demo_scene(tmp_path_factory.mktemp("demo"), size=256, progress=False)
+def scene(small_scene):
+    return small_scene
 
 
 # -- the toolbox and its parameters ------------------------------------------------------------
@@ -124,7 +126,7 @@ def test_parameters_are_arcpy_parameters(pyt, arcpy):
     assert params["val_fraction"].filter.type == "Range"
 
     train = by_name(pyt.TrainSPADEModel().getParameterInfo())
-    assert train["device"].filter.list == ["auto", "cpu", "cuda"]
+    assert train["device"].value == "auto" and train["device"].filter.list == []  # free text
     assert train["preset"].filter.list == list(PRESETS)
     assert train["config"].filter.list == ["yaml", "yml"]
     derived = train["out_checkpoint"]
@@ -189,6 +191,74 @@ def test_train_parameters_mirror_the_cli_and_train_config():
         assert tools.TRAIN.param(name)
 
 
+@pytest.mark.parametrize("spec, function", [(tools.EXPORT, "geospade.chips.export:export_chips"),
+                                            (tools.SYNTHESIZE, "geospade.synthesis:synthesize"),
+                                            (tools.WHAT_IF, "geospade.whatif:what_if")])
+def test_tool_defaults_are_the_library_functions(spec, function):
+    module, name = function.split(":")
+    signature = inspect.signature(getattr(importlib.import_module(module), name))
+    mirrored = [p for p in spec.params if p.name in signature.parameters
+                and signature.parameters[p.name].default is not inspect.Parameter.empty
+                and p.name != "image_format"]  # TIFF/PNG in the dialog, tif/png in the library
+    assert len(mirrored) >= 8
+    for param in mirrored:
+        expected = signature.parameters[param.name].default
+        if param.datatype == "GPBoolean":
+            # a check box: off, where the library's default is off (False, or no preview path)
+            assert param.default is False and expected in (False, None), param.name
+        else:
+            assert param.default == expected, param.name
+    if spec is tools.EXPORT:
+        assert tools.IMAGE_FORMATS[spec.param("image_format").default] == \
+            signature.parameters["image_format"].default
+
+
+def test_train_parameters_carry_train_config_help_and_choices():
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name in tools.TRAIN_OPTIONS:
+        param = tools.TRAIN.param(name)
+        assert param.help == fields[name].metadata["help"]
+    assert tools.TRAIN.param("objective").choices == OBJECTIVES
+    assert tools.TRAIN.param("preset").choices == tuple(PRESETS)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 0.0, 0.3, 0.5, 0.7, 0.99, 1.0])
+def test_validation_fraction_limits_are_the_library_s(pyt, tmp_path, capsys, fraction):
+    """The dialog, geospade export-chips and export_chips accept the same fractions."""
+    from geospade.chips.export import export_chips
+    from geospade.cli.main import main
+
+    missing = str(tmp_path / "missing.tif")
+    with pytest.raises(InputError) as library:
+        export_chips(missing, missing, tmp_path / "out", val_fraction=fraction, progress=False)
+    library_refuses = "validation fraction" in str(library.value)
+    assert library_refuses == (not 0.0 <= fraction < 1.0)
+    dialog = validate(pyt.ExportSPADETrainingChips(), val_fraction=fraction)["val_fraction"]
+    assert dialog.hasError() == library_refuses
+    code = main(["export-chips", missing, "--imagery", missing, "-o", str(tmp_path / "cli"),
+                 "--val-fraction", str(fraction), "-q"])
+    assert code != 0  # the inputs do not exist either way: which error comes first tells
+    assert ("validation fraction" in capsys.readouterr().err) == library_refuses
+
+
+@pytest.mark.parametrize("device, valid", [("auto", True), ("cpu", True), ("cuda", True),
+                                           ("cuda:1", True), ("mps", True), ("gpu", False),
+                                           ("cuda:x", False)])
+def test_device_names_are_train_config_s(pyt, device, valid):
+    """Every tool accepts exactly the device names training accepts (cuda:N and mps too)."""
+    try:
+        TrainConfig(device=device).validate()
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == valid
+    for tool in (pyt.TrainSPADEModel(), pyt.SynthesizeImageryFromLandCover(),
+                 pyt.WhatIfImageryFromLandCoverChanges()):
+        param = validate(tool, device=device)["device"]
+        assert param.hasError() == (not valid), (tool.label, device)
+        assert param.filter.type != "ValueList"  # a value list could not hold cuda:N
+
+
 # -- validation messages ---------------------------------------------------------------------------
 
 
@@ -203,9 +273,9 @@ def test_tile_size_not_a_multiple_of_32_is_an_error(pyt):
 
 def test_export_validation_messages(pyt, tmp_path):
     tool = pyt.ExportSPADETrainingChips()
-    params = validate(tool, tile_size=128, stride=200, val_fraction=0.5, max_nodata=1.5)
+    params = validate(tool, tile_size=128, stride=200, val_fraction=1.0, max_nodata=1.5)
     assert "larger than the tile size 128" in params["stride"].message
-    assert params["val_fraction"].hasError() and "below 0.5" in params["val_fraction"].message
+    assert params["val_fraction"].hasError() and "below 1" in params["val_fraction"].message
     assert params["max_nodata"].hasError()
     assert not validate(tool, val_fraction=0.2)["val_fraction"].hasError()
 

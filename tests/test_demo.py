@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import tile_raster
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 
 from geospade.classes import CHESAPEAKE_7
 from geospade.cli.main import main
-from geospade.demo import DEMO_ORIGIN, demo_arrays, make_demo_scene, tile_raster
+from geospade.demo import DEMO_ORIGIN, demo_arrays, make_demo_scene
 from geospade.errors import InputError, OutputExistsError
 
 CLASSES = range(1, 7)

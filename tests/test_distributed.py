@@ -132,6 +132,7 @@ def test_vrt_output_over_shards(inputs, reference, client, tmp_path):
     assert len(records) == 7 and all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
 
 
+@pytest.mark.slow  # kills a worker and waits for the cluster to recover
 def test_worker_killed_mid_run_same_output(inputs, reference, client, tmp_path):
     landcover, checkpoint = inputs
     killed = []
@@ -154,6 +155,7 @@ def test_worker_killed_mid_run_same_output(inputs, reference, client, tmp_path):
     assert killed[0] not in client.run(os.getpid).values()
 
 
+@pytest.mark.slow  # a client in a process of its own, killed, then a resumed run
 def test_resume_after_the_client_is_killed(inputs, reference, client, tmp_path):
     landcover, checkpoint = inputs
     out = tmp_path / "resumed.vrt"

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
+from helpers import random_model
 from rasterio.crs import CRS
 
 from geospade.arcgis import raster_function
-from geospade.arcgis.dlpk import RASTER_FUNCTION, export_model
 from geospade.checkpoint import load_checkpoint, read_card, save_checkpoint
 from geospade.classes import CHESAPEAKE_7
 from geospade.cli import export_model as cli_export_model
+from geospade.dlpk import RASTER_FUNCTION, export_model
 from geospade.errors import InputError, OutputExistsError
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize_array
-from geospade.synthesis.model import random_model
 from geospade.synthesis.plan import default_halo
 
 NODATA = CHESAPEAKE_7.nodata

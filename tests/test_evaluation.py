@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from helpers import random_model
 
 from geospade.chips.dataset import ChipDataset
 from geospade.chips.export import export_chips
 from geospade.classes import CHESAPEAKE_13
 from geospade.cli import evaluate as evaluate_cli
 from geospade.cli import train_segmenter as train_segmenter_cli
-from geospade.demo import make_demo_scene
 from geospade.errors import CheckpointError, ClassSchemeError, InputError, OutputExistsError
 from geospade.evaluation import UNet, evaluate, load_segmenter, train_segmenter
 from geospade.imagery import ImageryInfo
 from geospade.models import one_hot
 from geospade.synthesis import synthesize
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 CHIP = 64
 
@@ -62,9 +62,9 @@ def fitted_generator(chips, seed: int = 1, steps: int = 100):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, one_thread):
+def setup(tmp_path_factory, one_thread, demo_scene):
     root = tmp_path_factory.mktemp("evaluation")
-    scene = make_demo_scene(root / "scene", size=512, progress=False)
+    scene = demo_scene
     chips = export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=CHIP,
                          val_fraction=0.2, progress=False).out_dir
     # A small, short judge; plain cross-entropy (no class balance) keeps its pixel accuracy

@@ -69,6 +69,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from helpers import random_model
 
 from geospade.checkpoint import FORMAT, load_checkpoint
 from geospade.classes import CHESAPEAKE_7
@@ -76,7 +77,7 @@ from geospade.cli import main as cli_main
 from geospade.errors import CheckpointError
 from geospade.imagery import ImageryInfo
 from geospade.raster import free_space
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 CRS = "EPSG:32618"
 TRANSFORM = Affine(1.0, 0.0, 360000.0, 0.0, -1.0, 4310000.0)

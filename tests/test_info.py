@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import random_model
 
-from geospade.chips.export import export_chips
 from geospade.classes import CHESAPEAKE_7
 from geospade.cli.main import main
-from geospade.demo import make_demo_scene
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
 from geospade.info import describe, format_info
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 TRANSFORM = Affine(0.6, 0.0, 360000.0, 0.0, -0.6, 4310000.0)
 
@@ -74,11 +73,8 @@ def test_rgb_raster_is_not_called_a_land_cover(tmp_path):
     assert info["land_cover"].startswith("no: 3 bands")
 
 
-def test_chip_folder_summary(tmp_path):
-    scene = make_demo_scene(tmp_path / "scene", size=256, progress=False)
-    export_chips(scene.landcover, scene.imagery, tmp_path / "chips", tile_size=64,
-                 val_fraction=0.25, progress=False)
-    info = describe(tmp_path / "chips")
+def test_chip_folder_summary(small_chips):
+    info = describe(small_chips)
     assert info["kind"] == "chip folder" and info["chip_size"] == 64
     assert info["chips"] == sum(info["splits"].values()) > 0
     assert info["splits"].get("val", 0) > 0

@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from geospade.checkpoint import load_checkpoint, read_card
-from geospade.chips.export import export_chips
 from geospade.cli import main as cli_main
-from geospade.demo import make_demo_scene
 from geospade.errors import CheckpointError, InputError
 from geospade.models import build_discriminator, model_config
 from geospade.models.unet_discriminator import UNetDiscriminator
@@ -29,12 +27,8 @@ OASIS = dict(preset="tiny", objective="oasis", batch_size=4, device="cpu", log_e
 
 
 @pytest.fixture(scope="module")
-def chips(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("objectives")
-    scene = make_demo_scene(root / "scene", size=256, seed=1, progress=False)
-    export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=64, val_fraction=0.1,
-                 max_nodata=1.0, progress=False)
-    return root / "chips"
+def chips(small_chips) -> Path:
+    return small_chips
 
 
 def test_class_balance_gives_each_present_class_equal_weight():

@@ -61,9 +61,13 @@ def test_quickstart_refuses_a_used_folder(tmp_path):
 def test_quickstart_script_is_the_demo_command(tmp_path, capsys):
     script = _load_script("quickstart")
     assert script.main is main  # the script is only a front for `geospade demo`
+    # Every stage at the TINY sizes, so the command line's whole run takes seconds.
     code = main(["demo", str(tmp_path / "qs"), "--device", "cpu", "--steps", "2",
-                 "--preset", "tiny", "--size", "256", "--tile-size", "64", "--no-progress"])
+                 "--preset", "tiny", "--batch-size", "2", "--size", "256", "--tile-size", "64",
+                 "--segmenter-steps", "4", "--synth-tile-size", "128", "--no-progress"])
     assert code == 0
+    figures = json.loads((tmp_path / "qs" / "figures.json").read_text())
+    assert (figures["recipe"]["steps"], figures["recipe"]["batch_size"]) == (2, 2)
     assert (tmp_path / "qs" / "quickstart.png").exists()
     assert "segmentation consistency" in capsys.readouterr().out
 
@@ -75,6 +79,7 @@ def naip_like(tmp_path_factory):
                            progress=False)
 
 
+@pytest.mark.slow  # every stage of the recipe, a minute on a loaded machine
 def test_chesapeake_recipe_runs_on_stand_in_files(tmp_path, naip_like):
     recipe = _load_script("chesapeake")
     out = tmp_path / "run"

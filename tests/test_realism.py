@@ -111,16 +111,11 @@ def test_batches_and_valid_masks():
     assert result["variety_ratio"] == pytest.approx(1.0)
 
 
-def test_segmenter_class_weights_favour_small_classes(tmp_path):
+def test_segmenter_class_weights_favour_small_classes(small_chips):
     from geospade.chips.dataset import ChipDataset
-    from geospade.chips.export import export_chips
-    from geospade.demo import make_demo_scene
     from geospade.evaluation.segmenter import class_weights
 
-    scene = make_demo_scene(tmp_path / "scene", size=256, seed=1, progress=False)
-    export_chips(scene.landcover, scene.imagery, tmp_path / "chips", tile_size=64,
-                 max_nodata=1.0, progress=False)
-    dataset = ChipDataset(tmp_path / "chips", "train")
+    dataset = ChipDataset(small_chips, "train")
     weights = class_weights(dataset).numpy()
     counts = np.zeros(len(weights), np.int64)
     for record in dataset.records:

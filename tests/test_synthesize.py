@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import random_model
 from rasterio.enums import ColorInterp
 
 from geospade.classes import CHESAPEAKE_7
@@ -24,7 +25,7 @@ from geospade.synthesis import (
     synthesize_array,
 )
 from geospade.synthesis.blend import tile_weights
-from geospade.synthesis.model import random_model, save_model
+from geospade.synthesis.model import save_model
 
 NODATA = CHESAPEAKE_7.nodata  # 15
 CRS = "EPSG:32618"

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import rasterio
 from affine import Affine
+from helpers import random_model
 from rasterio.windows import Window
 
 from geospade.classes import CHESAPEAKE_13
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize
-from geospade.synthesis.model import random_model
 from geospade.synthesis.plan import world_offset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chesapeake"

@@ -14,9 +14,7 @@ import yaml
 
 from geospade.checkpoint import load_checkpoint, read_card
 from geospade.chips.dataset import ChipDataset
-from geospade.chips.export import export_chips
 from geospade.cli import main as cli_main
-from geospade.demo import make_demo_scene
 from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
 from geospade.models import (
     ModelConfig,
@@ -33,16 +31,6 @@ from geospade.training.visuals import sample_grid, write_png
 # Small, fast runs: checkpoints and samples at the end only unless a test asks otherwise.
 TINY = dict(preset="tiny", batch_size=4, device="cpu", log_every=1, checkpoint_every=1000,
             sample_every=1000)
-
-
-@pytest.fixture(scope="module")
-def demo_chips(tmp_path_factory) -> Path:
-    """64 chips of 64 px (56 train, 8 validation) from the 512 px demo scene."""
-    root = tmp_path_factory.mktemp("demo")
-    scene = make_demo_scene(root / "scene", size=512, seed=0, progress=False)
-    export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=64, val_fraction=0.1,
-                 max_nodata=1.0, progress=False)
-    return root / "chips"
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +100,22 @@ def test_cli_flags_override_config_file(tmp_path):
     # The flag's length replaces the file's; unset flags keep the file's values.
     assert (cfg.epochs, cfg.steps, cfg.batch_size, cfg.preset) == (3, None, 2, "tiny")
     assert cfg.lr_g == 2e-4 and cfg.amp is False and cfg.model == {"ngf": 4, "ndf": 16}
+
+
+def test_library_resolves_a_resumed_run_s_own_options(tmp_path):
+    """resolve_config, which the CLI and the ArcGIS tool share: a resumed run reads its own
+    config.yaml; model overrides merge; an explicit length replaces the file's unit."""
+    from geospade.training.config import resolve_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("preset: tiny\nepochs: 2\nmodel: {ngf: 4}\n")
+    cfg = resolve_config({"steps": 7, "model": {"ndf": 8}}, run_dir=run, resume=True)
+    assert (cfg.preset, cfg.steps, cfg.epochs, cfg.model) == ("tiny", 7, None,
+                                                               {"ngf": 4, "ndf": 8})
+    assert resolve_config({"seed": 3}, run_dir=run, resume=False).preset == TrainConfig().preset
+    with pytest.raises(InputError, match="batch_size"):
+        resolve_config({"batch_size": 0})
 
 
 def test_cli_help_lists_every_option(capsys):
@@ -320,6 +324,7 @@ def per_class_colour_error(generator, labels, real, num_classes) -> float:
     return sum(errors) / len(errors)
 
 
+@pytest.mark.slow  # trains for minutes: learning is what it checks
 def test_generator_learns_the_class_colours(demo_chips, tmp_path):
     """An honest learning test: after 300 steps on the demo chips, the EMA generator's
     per-class mean colours are at least twice as close to the real imagery's as the untrained

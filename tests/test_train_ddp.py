@@ -12,8 +12,6 @@ import pytest
 import torch
 
 from geospade.checkpoint import load_checkpoint
-from geospade.chips.export import export_chips
-from geospade.demo import make_demo_scene
 
 # Each rank trains, then saves what it ended with; the test compares the files.
 WORKER = textwrap.dedent("""
@@ -40,14 +38,11 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def chips(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp")
-    scene = make_demo_scene(root / "scene", size=256, seed=2, progress=False)
-    export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=64,
-                 max_nodata=1.0, progress=False)
-    return root / "chips"
+def chips(small_chips) -> Path:
+    return small_chips
 
 
+@pytest.mark.slow  # two training processes, each importing torch
 def test_two_processes_agree_on_the_weights(chips, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

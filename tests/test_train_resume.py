@@ -11,20 +11,14 @@ import pytest
 import torch
 
 from geospade.checkpoint import load_checkpoint
-from geospade.chips.export import export_chips
 from geospade.cli import main as cli_main
-from geospade.demo import make_demo_scene
 from geospade.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def chips(tmp_path_factory) -> Path:
+def chips(small_chips) -> Path:
     """16 chips of 64 px (14 train) from a small demo scene."""
-    root = tmp_path_factory.mktemp("resume")
-    scene = make_demo_scene(root / "scene", size=256, seed=1, progress=False)
-    export_chips(scene.landcover, scene.imagery, root / "chips", tile_size=64, val_fraction=0.1,
-                 max_nodata=1.0, progress=False)
-    return root / "chips"
+    return small_chips
 
 
 def assert_same_state(a: dict, b: dict) -> None:

@@ -17,6 +17,7 @@ import rasterio
 import shapely
 import torch
 from affine import Affine
+from helpers import random_model
 from rasterio.windows import Window
 
 from geospade.arcgis import TOOLBOX, tools
@@ -26,7 +27,7 @@ from geospade.cli import main as cli_main
 from geospade.cli import what_if as cli_what_if
 from geospade.errors import ClassSchemeError, InputError, OutputExistsError
 from geospade.imagery import ImageryInfo
-from geospade.synthesis.model import LoadedModel, random_model, save_model
+from geospade.synthesis.model import LoadedModel, save_model
 from geospade.whatif import (
     distance_from,
     landcover_output_path,

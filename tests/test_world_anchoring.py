@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import random_model
 
 from geospade.classes import CHESAPEAKE_7
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import seam_score, synthesize, synthesize_array
-from geospade.synthesis.model import random_model
 from geospade.synthesis.plan import plan_tiles, world_offset
 
 # A corner that is not on the 64 px world tile grid (360003 = 64 * 5625 + 3).

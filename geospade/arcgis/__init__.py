@@ -3,9 +3,9 @@
 - ``GeoSPADE.pyt``: the toolbox (Export SPADE Training Chips, Train SPADE Model, Synthesize
   Imagery From Land Cover). It only declares the tools; :mod:`geospade.arcgis.tools` holds
   their parameters, validation and calls into the library, and is testable without arcpy.
-- :mod:`geospade.arcgis.dlpk`: :func:`export_model` packages a checkpoint as a ``.dlpk`` that
-  Pro's "Translate Pixels Using Deep Learning" runs through
-  :mod:`geospade.arcgis.raster_function`.
+- :mod:`geospade.arcgis.raster_function`: what Pro's "Translate Pixels Using Deep Learning"
+  runs for a ``.dlpk`` that :func:`geospade.dlpk.export_model` packages (re-exported here as
+  ``export_model``).
 
 Nothing here imports arcpy: the toolbox hands its arcpy module to the functions that need it.
 """
@@ -21,7 +21,7 @@ __all__ = ["TOOLBOX", "export_model"]
 def __getattr__(name: str):
     # Lazy, so that the toolbox's import of geospade.arcgis.tools does not load torch.
     if name == "export_model":
-        from geospade.arcgis.dlpk import export_model
+        from geospade.dlpk import export_model
 
         return export_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -97,8 +97,8 @@ class GeoSPADERasterFunction:
 
     def getConfiguration(self, **scalars) -> dict[str, Any]:
         """How Pro should read the land cover: band 1, blocks of whole tiles, padding."""
-        self._require_model()
-        factor = self.model.downsampling_factor
+        model = self._loaded()
+        factor = model.downsampling_factor
         self.tile_size = _int(scalars.get("tile_size"), self.tile_size)
         if self.tile_size <= 0 or self.tile_size % factor:
             raise InputError(f"tile_size {self.tile_size} is not a positive multiple of "
@@ -111,7 +111,7 @@ class GeoSPADERasterFunction:
         device = pro_device(scalars.get("device", self.device))
         if str(device) != str(self.device):
             self.device = device
-            self.model = load_model(self.checkpoint, device)
+            self.model = load_model(self._checkpoint(), device)
         rows, cols = tile_rectangle(self.batch_size)
         return {
             "extractBands": (0,),
@@ -128,14 +128,14 @@ class GeoSPADERasterFunction:
 
     def updateRasterInfo(self, **kwargs) -> dict[str, Any]:
         """The output: the training imagery's band count and pixel type, and its value range."""
-        self._require_model()
+        model = self._loaded()
         raster_info = kwargs.get("raster_info") or {}
         pixel_type = str(raster_info.get("pixelType", "u1"))
         if pixel_type.startswith("f"):
             raise InputError(f"the land cover has pixel type {pixel_type}; geospade needs an "
                              "integer (classified) raster",
                              hint="Give the classified land cover, not a continuous raster.")
-        imagery = self.model.imagery
+        imagery = model.imagery
         output = kwargs.setdefault("output_info", {})
         output["bandCount"] = imagery.count
         output["pixelType"] = numpy_pixel_type(imagery.dtype)
@@ -149,7 +149,7 @@ class GeoSPADERasterFunction:
     def updatePixels(self, tlc, shape, props, **pixelBlocks) -> dict[str, Any]:
         """Imagery for one block: ``raster_pixels`` (bands x H x W, padding included) in,
         ``output_pixels`` (bands x h x w, padding removed) and ``output_mask`` out."""
-        self._require_model()
+        model = self._loaded()
         pixels = np.asarray(pixelBlocks["raster_pixels"])
         labels = pixels[0] if pixels.ndim == 3 else pixels
         mask = pixelBlocks.get("raster_mask")
@@ -162,23 +162,32 @@ class GeoSPADERasterFunction:
                       else (height - 2 * self.padding, width - 2 * self.padding))
         pad_y, pad_x = (height - rows) // 2, (width - cols) // 2
         row_off, col_off = block_origin(tlc, props, pad_y, pad_x)
-        result = translate_block(self.model, labels, valid, row_off, col_off, self.seed)
+        result = translate_block(model, labels, valid, row_off, col_off, self.seed)
         core = (slice(pad_y, pad_y + rows), slice(pad_x, pad_x + cols))
-        image = result.image[(slice(None), *core)]
-        out_type = (props or {}).get("pixelType") or numpy_pixel_type(self.model.imagery.dtype)
+        image = result.image[:, core[0], core[1]]
+        out_type = (props or {}).get("pixelType") or numpy_pixel_type(model.imagery.dtype)
         pixelBlocks["output_pixels"] = image.astype(out_type, copy=False)
         pixelBlocks["output_mask"] = np.broadcast_to(result.mask[core], image.shape).astype("u1")
         return pixelBlocks
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _require_model(self) -> None:
+    def _loaded(self) -> LoadedModel:
+        """The model; CheckpointError before :meth:`initialize` has loaded one."""
         if self.model is None:
             raise CheckpointError("the raster function has no model",
                                   hint="initialize() needs model=<the package's .emd file>.")
+        return self.model
+
+    def _checkpoint(self) -> Path:
+        if self.checkpoint is None:
+            raise CheckpointError("the raster function has no model",
+                                  hint="initialize() needs model=<the package's .emd file>.")
+        return self.checkpoint
 
     def _default_padding(self) -> int:
-        return default_halo(self.model.downsampling_factor, self.model.receptive_field)
+        model = self._loaded()
+        return default_halo(model.downsampling_factor, model.receptive_field)
 
 
 def translate_block(model: LoadedModel, labels: np.ndarray, valid: np.ndarray | None,

@@ -15,8 +15,10 @@ stand-in; nothing here imports arcpy, torch or rasterio at import time.
 
 from __future__ import annotations
 
-import argparse
+import ast
 import contextlib
+import dataclasses
+import functools
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,14 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from geospade.errors import GeospadeError, InputError
-from geospade.training.config import OBJECTIVES, TrainConfig
+from geospade.training.config import DEVICE_PATTERN, TrainConfig, field_default, field_kind
 
 #: Chip and tile sizes must be multiples of this: ArcGIS Pro's convention for training chips,
 #: and the largest downsampling factor (2**5) of geospade's generators.
 SIZE_MULTIPLE = 32
-#: Largest share of chips the export may hold out for validation.
-MAX_VAL_FRACTION = 0.5
-DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("paper", "cpu", "tiny")  # geospade.models.PRESETS, without importing torch here
 IMAGE_FORMATS = {"TIFF": "tif", "PNG": "png"}
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -40,6 +39,59 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 #: layer) is copied to a shapefile first.
 AOI_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb")
 ADVANCED = "Advanced"
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the library declares, read without importing it
+# ---------------------------------------------------------------------------------------------
+
+
+def _library_source(module: str) -> ast.Module:
+    """The parsed source of a geospade module (e.g. "geospade.chips.export")."""
+    root = Path(__file__).resolve().parents[1]
+    path = root.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+@functools.cache
+def library_defaults(module: str, function: str) -> dict[str, Any]:
+    """The keyword defaults of ``module.function``, e.g. ``{"tile_size": 256, ...}``.
+
+    Read from the module's source, not by importing it: opening the toolbox must not load
+    torch or rasterio, yet the dialog's defaults must be the function's own. Only literal
+    defaults are returned (all of those the tools show are).
+    """
+    for node in _library_source(module).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            args = node.args
+            positional = args.args[len(args.args) - len(args.defaults):]  # those with defaults
+            pairs = [*zip(positional, args.defaults, strict=True),
+                     *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                       if d is not None)]
+            out = {}
+            for arg, default in pairs:
+                with contextlib.suppress(ValueError):
+                    out[arg.arg] = ast.literal_eval(default)
+            return out
+    raise LookupError(f"{module} has no function {function}")
+
+
+@functools.cache
+def library_constant(module: str, name: str) -> Any:
+    """A module-level literal constant of a geospade module, read from its source."""
+    for node in _library_source(module).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name
+                                                for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{module} has no constant {name}")
+
+
+EXPORT_DEFAULTS = library_defaults("geospade.chips.export", "export_chips")
+SYNTHESIZE_DEFAULTS = library_defaults("geospade.synthesis.synthesize", "synthesize")
+WHAT_IF_DEFAULTS = library_defaults("geospade.whatif", "what_if")
+#: Validation fractions are at least 0 and below this (export_chips' own limit).
+MAX_VAL_FRACTION: float = library_constant("geospade.chips.export", "MAX_VAL_FRACTION")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,12 +109,13 @@ class ParamSpec:
         datatype: arcpy datatype keyword(s), e.g. "DERasterDataset", "GPLong".
         kind: parameterType: "Required", "Optional" or "Derived".
         direction: "Input" or "Output".
-        default: initial value (the CLI's default), or None.
+        default: initial value (the library's default), or None.
         choices: a value-list filter.
         bounds: a range filter (low, high).
         extensions: a file filter (extensions without the dot).
         category: the dialog section the parameter is shown in (None: the main one).
         multi_value: the parameter takes a list of values (its value is a list of texts).
+        help: what the parameter does (TrainConfig's help text for training options).
     """
 
     name: str
@@ -76,6 +129,7 @@ class ParamSpec:
     extensions: tuple[str, ...] | None = None
     category: str | None = None
     multi_value: bool = False
+    help: str = ""
 
     @property
     def base_type(self) -> str:
@@ -88,92 +142,123 @@ def _opt(name: str, label: str, datatype: str | tuple[str, ...], default: Any = 
     return ParamSpec(name, label, datatype, kind="Optional", default=default, **kwargs)
 
 
+def _library_opt(defaults: Mapping[str, Any], name: str, label: str, datatype: str,
+                 **kwargs: Any) -> ParamSpec:
+    """An optional parameter whose default is the library function's (``defaults``)."""
+    return _opt(name, label, datatype, defaults[name], **kwargs)
+
+
+_ARC_TYPES = {int: "GPLong", float: "GPDouble", str: "GPString", bool: "GPBoolean"}
+
+
+def _train_opt(name: str, label: str, datatype: str | None = None, **kwargs: Any) -> ParamSpec:
+    """The parameter of TrainConfig option ``name``: its default, choices and help."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    kind, _ = field_kind(f)
+    if "choices" in f.metadata:
+        kwargs.setdefault("choices", tuple(f.metadata["choices"]))
+    return _opt(name, label, datatype or _ARC_TYPES[kind], field_default(name),
+                help=f.metadata["help"], **kwargs)
+
+
+def _device_opt(defaults: Mapping[str, Any], **kwargs: Any) -> ParamSpec:
+    # Free text checked against the training options' pattern, not a value list: a value
+    # list cannot hold "cuda:N" for every N.
+    return _library_opt(defaults, "device", "Device", "GPString", help=DEVICE_HELP, **kwargs)
+
+
 EXPORT_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
     ParamSpec("imagery", "Input Imagery", "DERasterDataset"),
     ParamSpec("out_dir", "Output Chip Folder", "DEFolder", direction="Output"),
-    ParamSpec("tile_size", "Tile Size (pixels)", "GPLong", default=256),
-    _opt("stride", "Stride (pixels)", "GPLong"),
-    _opt("image_format", "Image Chip Format", "GPString", "TIFF",
+    ParamSpec("tile_size", "Tile Size (pixels)", "GPLong", default=EXPORT_DEFAULTS["tile_size"]),
+    _library_opt(EXPORT_DEFAULTS, "stride", "Stride (pixels)", "GPLong"),
+    _opt("image_format", "Image Chip Format", "GPString",
+         {v: k for k, v in IMAGE_FORMATS.items()}[EXPORT_DEFAULTS["image_format"]],
          choices=tuple(IMAGE_FORMATS)),
-    _opt("val_fraction", "Validation Fraction", "GPDouble", 0.0, bounds=(0.0, MAX_VAL_FRACTION)),
-    _opt("aoi", "Area Of Interest Polygons", "GPFeatureLayer"),
-    _opt("max_nodata", "Maximum NoData Fraction", "GPDouble", 0.0, bounds=(0.0, 1.0),
-         category=ADVANCED),
-    _opt("classes", "Class Scheme (preset name or JSON file)", "GPString", category=ADVANCED),
-    _opt("val_block", "Validation Block Size (pixels)", "GPLong", category=ADVANCED),
-    _opt("seed", "Split Seed", "GPLong", 0, category=ADVANCED),
-    _opt("workers", "Writer Threads", "GPLong", category=ADVANCED),
-    _opt("overwrite", "Overwrite Output Folder", "GPBoolean", False),
+    _library_opt(EXPORT_DEFAULTS, "val_fraction", "Validation Fraction", "GPDouble",
+                 bounds=(0.0, MAX_VAL_FRACTION)),
+    _library_opt(EXPORT_DEFAULTS, "aoi", "Area Of Interest Polygons", "GPFeatureLayer"),
+    _library_opt(EXPORT_DEFAULTS, "max_nodata", "Maximum NoData Fraction", "GPDouble",
+                 bounds=(0.0, 1.0), category=ADVANCED),
+    _library_opt(EXPORT_DEFAULTS, "classes", "Class Scheme (preset name or JSON file)",
+                 "GPString", category=ADVANCED),
+    _library_opt(EXPORT_DEFAULTS, "val_block", "Validation Block Size (pixels)", "GPLong",
+                 category=ADVANCED),
+    _library_opt(EXPORT_DEFAULTS, "seed", "Split Seed", "GPLong", category=ADVANCED),
+    _library_opt(EXPORT_DEFAULTS, "workers", "Writer Threads", "GPLong", category=ADVANCED),
+    _library_opt(EXPORT_DEFAULTS, "overwrite", "Overwrite Output Folder", "GPBoolean"),
 )
-
-#: TrainConfig options the Train tool shows; the rest come from a YAML config file.
-TRAIN_OPTIONS = ("preset", "objective", "steps", "epochs", "batch_size", "device", "seed", "augment",
-                 "lr_g", "lr_d", "checkpoint_every", "sample_every", "vgg_weights", "classes",
-                 "map_unknown", "workers")
 
 TRAIN_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("chips_dir", "Input Chip Folders", "DEFolder", multi_value=True),
     ParamSpec("run_dir", "Output Run Folder", "DEFolder", direction="Output"),
-    _opt("preset", "Model Preset", "GPString", "cpu", choices=PRESETS),
-    _opt("objective", "Training Objective (empty: the preset's)", "GPString",
-         TrainConfig().objective, choices=OBJECTIVES),
-    _opt("steps", "Training Steps", "GPLong"),
-    _opt("epochs", "Epochs (instead of steps)", "GPLong"),
-    _opt("batch_size", "Batch Size (empty: the preset's)", "GPLong", TrainConfig().batch_size),
-    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
+    _train_opt("preset", "Model Preset", choices=PRESETS),
+    _train_opt("objective", "Training Objective (empty: the preset's)"),
+    _train_opt("steps", "Training Steps"),
+    _train_opt("epochs", "Epochs (instead of steps)"),
+    _train_opt("batch_size", "Batch Size (empty: the preset's)"),
+    _train_opt("device", "Device"),
     _opt("resume", "Resume The Run", "GPBoolean", False),
     _opt("overwrite", "Overwrite The Run", "GPBoolean", False),
     _opt("config", "Training Options File (YAML)", "DEFile", extensions=("yaml", "yml")),
-    _opt("seed", "Seed", "GPLong", 0, category=ADVANCED),
-    _opt("augment", "Augment Chips (flips, rotations)", "GPBoolean", False, category=ADVANCED),
-    _opt("lr_g", "Generator Learning Rate", "GPDouble", 1e-4, category=ADVANCED),
-    _opt("lr_d", "Discriminator Learning Rate", "GPDouble", 4e-4, category=ADVANCED),
-    _opt("checkpoint_every", "Checkpoint Every N Steps", "GPLong", 1000, category=ADVANCED),
-    _opt("sample_every", "Samples Every N Steps", "GPLong", 500, category=ADVANCED),
-    _opt("vgg_weights", "VGG19 Weights File", "DEFile", category=ADVANCED),
-    _opt("classes", "Class Scheme (preset name or JSON file)", "GPString", category=ADVANCED),
-    _opt("map_unknown", "Class For Unknown Values", "GPLong", category=ADVANCED),
-    _opt("workers", "Data Loading Workers", "GPLong", 0, category=ADVANCED),
+    _train_opt("seed", "Seed", category=ADVANCED),
+    _train_opt("augment", "Augment Chips (flips, rotations)", category=ADVANCED),
+    _train_opt("lr_g", "Generator Learning Rate", category=ADVANCED),
+    _train_opt("lr_d", "Discriminator Learning Rate", category=ADVANCED),
+    _train_opt("checkpoint_every", "Checkpoint Every N Steps", category=ADVANCED),
+    _train_opt("sample_every", "Samples Every N Steps", category=ADVANCED),
+    _train_opt("vgg_weights", "VGG19 Weights File", "DEFile", category=ADVANCED),
+    _train_opt("classes", "Class Scheme (preset name or JSON file)", category=ADVANCED),
+    _train_opt("map_unknown", "Class For Unknown Values", category=ADVANCED),
+    _train_opt("workers", "Data Loading Workers", category=ADVANCED),
     ParamSpec("out_checkpoint", "Output Checkpoint", "DEFile", kind="Derived",
               direction="Output"),
 )
+
+#: TrainConfig options the Train tool shows; the rest come from a YAML config file.
+TRAIN_OPTIONS = tuple(p.name for p in TRAIN_PARAMS
+                      if p.name in {f.name for f in dataclasses.fields(TrainConfig)})
 
 SYNTHESIZE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
     ParamSpec("checkpoint", "Checkpoint (.pt file or run folder)", ("DEFile", "DEFolder")),
     ParamSpec("output", "Output Imagery (GeoTIFF)", "DERasterDataset", direction="Output"),
-    _opt("seed", "Noise Seed", "GPLong", 0),
-    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
-    _opt("tile_size", "Tile Size (pixels)", "GPLong"),
-    _opt("batch_size", "Batch Size", "GPLong", 4),
-    _opt("halo", "Halo (pixels)", "GPLong", category=ADVANCED),
-    _opt("feather", "Seam Feather Width (pixels)", "GPLong", category=ADVANCED),
-    _opt("map_unknown", "Class For Unknown Values", "GPLong", category=ADVANCED),
-    _opt("resample", "Resample To Training Resolution", "GPBoolean", False, category=ADVANCED),
-    _opt("cog", "Cloud Optimized GeoTIFF", "GPBoolean", False, category=ADVANCED),
+    _library_opt(SYNTHESIZE_DEFAULTS, "seed", "Noise Seed", "GPLong"),
+    _device_opt(SYNTHESIZE_DEFAULTS),
+    _library_opt(SYNTHESIZE_DEFAULTS, "tile_size", "Tile Size (pixels)", "GPLong"),
+    _library_opt(SYNTHESIZE_DEFAULTS, "batch_size", "Batch Size", "GPLong"),
+    _library_opt(SYNTHESIZE_DEFAULTS, "halo", "Halo (pixels)", "GPLong", category=ADVANCED),
+    _library_opt(SYNTHESIZE_DEFAULTS, "feather", "Seam Feather Width (pixels)", "GPLong",
+                 category=ADVANCED),
+    _library_opt(SYNTHESIZE_DEFAULTS, "map_unknown", "Class For Unknown Values", "GPLong",
+                 category=ADVANCED),
+    _library_opt(SYNTHESIZE_DEFAULTS, "resample", "Resample To Training Resolution",
+                 "GPBoolean", category=ADVANCED),
+    _library_opt(SYNTHESIZE_DEFAULTS, "cog", "Cloud Optimized GeoTIFF", "GPBoolean",
+                 category=ADVANCED),
     _opt("preview", "Write PNG Preview", "GPBoolean", False, category=ADVANCED),
     _opt("seam_score", "Report Seam Score", "GPBoolean", False, category=ADVANCED),
-    _opt("overwrite", "Overwrite Output", "GPBoolean", False),
+    _library_opt(SYNTHESIZE_DEFAULTS, "overwrite", "Overwrite Output", "GPBoolean"),
 )
 
 
 WHAT_IF_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("landcover", "Input Land Cover Raster", "DERasterDataset"),
     ParamSpec("imagery", "Input Real Imagery", "DERasterDataset"),
-    _opt("changes", "Planned Changes (polygons)", "GPFeatureLayer"),
-    _opt("class_field", "New Class Field", "GPString"),
-    _opt("edited_landcover", "Edited Land Cover Raster (instead of polygons)",
-         "DERasterDataset"),
+    _library_opt(WHAT_IF_DEFAULTS, "changes", "Planned Changes (polygons)", "GPFeatureLayer"),
+    _library_opt(WHAT_IF_DEFAULTS, "class_field", "New Class Field", "GPString"),
+    _library_opt(WHAT_IF_DEFAULTS, "edited_landcover",
+                 "Edited Land Cover Raster (instead of polygons)", "DERasterDataset"),
     ParamSpec("checkpoint", "Checkpoint (.pt file or run folder)", ("DEFile", "DEFolder")),
     ParamSpec("output", "Output What-If Imagery (GeoTIFF)", "DERasterDataset",
               direction="Output"),
-    _opt("blend", "Transition Band Width (metres)", "GPDouble"),
-    _opt("seed", "Noise Seed", "GPLong", 0),
-    _opt("device", "Device", "GPString", "auto", choices=DEVICES),
-    _opt("batch_size", "Batch Size", "GPLong", 4, category=ADVANCED),
+    _library_opt(WHAT_IF_DEFAULTS, "blend", "Transition Band Width (metres)", "GPDouble"),
+    _library_opt(WHAT_IF_DEFAULTS, "seed", "Noise Seed", "GPLong"),
+    _device_opt(WHAT_IF_DEFAULTS),
+    _library_opt(WHAT_IF_DEFAULTS, "batch_size", "Batch Size", "GPLong", category=ADVANCED),
     _opt("preview", "Write PNG Preview", "GPBoolean", False),
-    _opt("overwrite", "Overwrite Output", "GPBoolean", False),
+    _library_opt(WHAT_IF_DEFAULTS, "overwrite", "Overwrite Output", "GPBoolean"),
 )
 
 
@@ -286,6 +371,13 @@ def check_positive(values: Mapping[str, Any], names: Sequence[str]) -> list[Mess
             for name in names if values.get(name) is not None and values[name] < 1]
 
 
+def check_device(value: str | None) -> list[Message]:
+    """A device name training, synthesis and what-if all accept (TrainConfig's rule)."""
+    if value is None or DEVICE_PATTERN.match(value):
+        return []
+    return [Message("device", "error", f"Unknown device '{value}'. Use {DEVICE_HELP}.")]
+
+
 def check_output_folder(path: str | None, overwrite: bool, name: str = "out_dir") -> list[Message]:
     """A new or empty folder; a non-empty one only with overwrite (then a warning)."""
     if not path:
@@ -394,6 +486,7 @@ def validate_synthesize(values: Mapping[str, Any], overwrite_env: bool = False) 
     messages = check_tile_size(values.get("tile_size"), why=": tiles must be multiples of the "
                                "generator's downsampling factor (up to 32)")
     messages += check_positive(values, ("batch_size",))
+    messages += check_device(values.get("device"))
     halo, feather = values.get("halo"), values.get("feather")
     if halo is not None and halo < 0:
         messages.append(Message("halo", "error", f"Halo must not be negative, got {halo}."))
@@ -425,6 +518,7 @@ def validate_what_if(values: Mapping[str, Any], overwrite_env: bool = False) -> 
     """Messages for the What-If Imagery From Land-Cover Changes dialog."""
 
     messages = check_positive(values, ("batch_size",))
+    messages += check_device(values.get("device"))
     changes, edited = values.get("changes"), values.get("edited_landcover")
     if not changes and not edited:
         messages.append(Message("changes", "error", "Give the planned changes as polygons, or "
@@ -585,10 +679,12 @@ def export_arguments(values: Mapping[str, Any], *, aoi: str | None,
     return dict(
         landcover=values["landcover"], imagery=values["imagery"], out_dir=values["out_dir"],
         tile_size=values["tile_size"], stride=values.get("stride"),
-        max_nodata=_or(values.get("max_nodata"), 0.0), aoi=aoi, classes=values.get("classes"),
-        val_fraction=_or(values.get("val_fraction"), 0.0), val_block=values.get("val_block"),
-        seed=_or(values.get("seed"), 0),
-        image_format=IMAGE_FORMATS[values.get("image_format") or "TIFF"],
+        max_nodata=_or(values.get("max_nodata"), EXPORT_DEFAULTS["max_nodata"]), aoi=aoi,
+        classes=values.get("classes"), val_block=values.get("val_block"),
+        val_fraction=_or(values.get("val_fraction"), EXPORT_DEFAULTS["val_fraction"]),
+        seed=_or(values.get("seed"), EXPORT_DEFAULTS["seed"]),
+        image_format=IMAGE_FORMATS[values["image_format"]] if values.get("image_format")
+        else EXPORT_DEFAULTS["image_format"],
         workers=values.get("workers"), overwrite=overwrite,
     )
 
@@ -610,30 +706,26 @@ def run_export(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     return {}
 
 
-def train_config(values: Mapping[str, Any]):
+def train_config(values: Mapping[str, Any]) -> TrainConfig:
     """The TrainConfig for the tool's values, resolved as ``geospade train`` resolves flags.
 
     Defaults, then the YAML options file (or, when resuming, the run's own config.yaml), then
     the tool's values. With such a file, a value left at TrainConfig's default keeps the
     file's value: the dialog cannot tell "left alone" from "set to the default".
     """
-    from geospade.cli.train import resolve_config
-    from geospade.training.config import TrainConfig
+    from geospade.training.config import resolve_config
 
     run_dir = Path(values["run_dir"])
     config = values.get("config")
     resume = bool(values.get("resume"))
     has_file = bool(config) or (resume and (run_dir / "config.yaml").exists())
-    defaults = TrainConfig()
     given = {}
     for name in TRAIN_OPTIONS:
         value = values.get(name)
-        if value is None or (has_file and value == getattr(defaults, name)):
+        if value is None or (has_file and value == field_default(name)):
             continue
         given[name] = value
-    args = argparse.Namespace(config=Path(config) if config else None, resume=resume,
-                              run_dir=run_dir, **given)
-    return resolve_config(args)
+    return resolve_config(given, config or None, run_dir=run_dir, resume=resume)
 
 
 def run_train(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
@@ -669,8 +761,10 @@ def synthesize_arguments(values: Mapping[str, Any], *, overwrite: bool) -> dict[
     return dict(
         landcover=values["landcover"], checkpoint=values["checkpoint"], out=values["output"],
         tile_size=values.get("tile_size"), halo=values.get("halo"),
-        feather=values.get("feather"), batch_size=_or(values.get("batch_size"), 4),
-        device=values.get("device") or "auto", seed=_or(values.get("seed"), 0),
+        feather=values.get("feather"),
+        batch_size=_or(values.get("batch_size"), SYNTHESIZE_DEFAULTS["batch_size"]),
+        device=values.get("device") or SYNTHESIZE_DEFAULTS["device"],
+        seed=_or(values.get("seed"), SYNTHESIZE_DEFAULTS["seed"]),
         map_unknown=values.get("map_unknown"), resample=bool(values.get("resample")),
         cog=bool(values.get("cog")),
         preview=preview_path(values["output"]) if values.get("preview") else None,
@@ -707,8 +801,9 @@ def what_if_arguments(values: Mapping[str, Any], *, changes: str | None,
         landcover=values["landcover"], imagery=values["imagery"],
         checkpoint=values["checkpoint"], out=values["output"], changes=changes,
         class_field=values.get("class_field"), edited_landcover=values.get("edited_landcover"),
-        blend=values.get("blend"), seed=_or(values.get("seed"), 0),
-        device=values.get("device") or "auto", batch_size=_or(values.get("batch_size"), 4),
+        blend=values.get("blend"), seed=_or(values.get("seed"), WHAT_IF_DEFAULTS["seed"]),
+        device=values.get("device") or WHAT_IF_DEFAULTS["device"],
+        batch_size=_or(values.get("batch_size"), WHAT_IF_DEFAULTS["batch_size"]),
         preview=preview_output_path(values["output"]) if values.get("preview") else None,
         overwrite=overwrite,
     )
@@ -716,14 +811,13 @@ def what_if_arguments(values: Mapping[str, Any], *, changes: str | None,
 
 def run_what_if(values: Mapping[str, Any], reporter: Reporter) -> dict[str, Any]:
     """Run ``geospade what-if``; reports what was written."""
-    from geospade.cli.what_if import summary
     from geospade.whatif import what_if
 
     changes = reporter.feature_file(values.get("changes"))
     result = what_if(**what_if_arguments(values, changes=changes,
                                          overwrite=reporter.overwrite(values)),
                      progress=reporter.progress)
-    for line in summary(result).splitlines():
+    for line in result.summary().splitlines():
         reporter.message(line)
     if result.preview is not None:
         reporter.message(f"preview: {result.preview}")

@@ -73,6 +73,8 @@ GDAL_CACHE_BYTES = 32 * 2**20
 #: Chip sides must be multiples of this: the size step (2**num_upsampling) of the smallest
 #: generator, the "tiny" preset of geospade.models.config (a test keeps the two in step).
 CHIP_SIZE_STEP = 8
+#: The validation fraction is at least 0 and below this (every front end checks against it).
+MAX_VAL_FRACTION = 1.0
 #: A chip is inside the AOI when the AOI covers it to within this fraction of a pixel:
 #: an AOI drawn in another CRS along the chip borders comes back with round-off.
 AOI_TOLERANCE_PIXELS = 0.01
@@ -599,8 +601,8 @@ def _check_options(tile_size: int, stride: int | None, max_nodata: float, val_fr
     if not 0.0 <= max_nodata <= 1.0:
         raise InputError(f"maximum nodata fraction {max_nodata} is not in [0, 1]",
                          hint="Use e.g. --max-nodata 0.1 (10%); 0 skips any chip with nodata.")
-    if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"validation fraction {val_fraction} is not in [0, 1)",
+    if not 0.0 <= val_fraction < MAX_VAL_FRACTION:
+        raise InputError(f"validation fraction {val_fraction} is not in [0, {MAX_VAL_FRACTION:g})",
                          hint="Use e.g. --val-fraction 0.1.")
     if image_format not in FORMATS:
         raise InputError(f"chip format '{image_format}' is not one of {sorted(FORMATS)}",

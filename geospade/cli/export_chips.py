@@ -47,8 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class scheme: chesapeake-7, chesapeake-13 or a JSON file "
                              "(None: from the raster's colour or attribute table, else the "
                              "values present)")
-    parser.add_argument("--val-fraction", type=_fraction, default=0.0,
-                        help="share of chips held out for validation, by spatial blocks")
+    # The range is export_chips' own check (MAX_VAL_FRACTION), the one every front end uses.
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="share of chips held out for validation, by spatial blocks "
+                             "(at least 0, below 1)")
     parser.add_argument("--val-block", type=int, default=None,
                         help="side of the validation blocks in pixels (None: about 4 tiles)")
     parser.add_argument("--val-scenes", default=None, metavar="N|NAMES",

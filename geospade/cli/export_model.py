@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the package and print its path."""
-    from geospade.arcgis.dlpk import export_model
     from geospade.checkpoint import slim_checkpoint
+    from geospade.dlpk import export_model
 
     if args.output.suffix.lower() == ".pt":
         path = slim_checkpoint(args.run_dir, args.output, half=args.half,

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score a model: segmentation consistency, Frechet distance, colours"),
     "export-model": ("export_model", "package a trained model as an Esri .dlpk for ArcGIS Pro"),
     "info": ("info", "show a checkpoint's model card, a chip folder's or a raster's summary"),
-    "demo": ("demo", "run the whole pipeline on the built-in demo scene (quickstart)"),
+    "demo": ("quickstart", "run the whole pipeline on the built-in demo scene (quickstart)"),
 }
 
 

@@ -20,7 +20,8 @@ import yaml
 
 from geospade.cli import add_output, add_quiet
 from geospade.errors import InputError
-from geospade.training.config import TrainConfig, field_kind
+from geospade.training.config import TrainConfig, field_default, field_kind
+from geospade.training.config import resolve_config as library_resolve_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind, _ = field_kind(f)
         flag = "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = field_default(f.name)
         help_text = f.metadata["help"] + ("" if default in (None, {}) else f" (default: {default})")
         metavar = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind, f.name.upper())
         if "choices" in f.metadata:
@@ -64,22 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then --config (or the resumed run's config.yaml), then the flags given."""
-    if args.config is not None:
-        base = TrainConfig.from_yaml(args.config)
-    elif args.resume and (args.run_dir / "config.yaml").exists():
-        base = TrainConfig.from_yaml(args.run_dir / "config.yaml")
-    else:
-        base = TrainConfig()
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {name: getattr(args, name) for name in names if hasattr(args, name)}
     if "model" in given:
-        given["model"] = {**base.model, **parse_key_values(given["model"], "--model")}
-    # A length given on the command line replaces the file's, whichever unit it used.
-    if "steps" in given:
-        given.setdefault("epochs", None)
-    if "epochs" in given:
-        given.setdefault("steps", None)
-    return base.replace(**given)
+        given["model"] = parse_key_values(given["model"], "--model")
+    return library_resolve_config(given, args.config, run_dir=args.run_dir, resume=args.resume)
 
 
 def parse_key_values(items: list[str], flag: str) -> dict:

@@ -53,16 +53,8 @@ def run(args: argparse.Namespace) -> int:
                      edited_landcover=args.edited_landcover, blend=args.blend, preview=preview,
                      seed=args.seed, device=args.device, batch_size=args.batch_size,
                      overwrite=args.overwrite, progress=args.progress)
-    print(summary(result))
+    print(result.summary())
     if result.preview is not None:
         print(f"preview: {result.preview}")
     return 0
 
-
-def summary(result) -> str:
-    """The lines the CLI and the ArcGIS tool report."""
-    return (f"wrote {result.path} and {result.landcover}: {result.changed_pixels} changed "
-            f"pixels in {len(result.regions)} region(s), {result.synthesized_pixels} pixels "
-            f"synthesised, blend {result.blend_pixels} px, {result.seconds:.1f} s\n"
-            f"seam score at the blend's edge: {result.seam_score:.3f} "
-            "(1.0 = as smooth as the real imagery around it)")

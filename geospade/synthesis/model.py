@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,8 +20,10 @@ from geospade.checkpoint import ModelCard, load_checkpoint, read_card
 from geospade.device import resolve_device
 from geospade.errors import CheckpointError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from geospade.models.generator import SpadeGenerator
 
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +40,7 @@ class LoadedModel:
         tiles_generated: tiles generated so far.
     """
 
-    generator: torch.nn.Module
+    generator: SpadeGenerator
     card: ModelCard
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     forward_calls: int = 0
@@ -90,18 +93,12 @@ class LoadedModel:
     @property
     def downsampling_factor(self) -> int:
         """Tile sizes, offsets and halos must be multiples of this."""
-        factor = getattr(self.generator, "downsampling_factor", None)
-        if factor is None:
-            factor = 2 ** int(self.card.model_config.get("num_upsampling", 0))
-        return int(factor)
+        return int(self.generator.downsampling_factor)
 
     @property
-    def receptive_field(self) -> int | None:
-        """The generator's receptive field in pixels, when the model reports it."""
-        value = getattr(self.generator, "receptive_field", None)
-        if callable(value):
-            value = value()
-        return None if value is None else int(value)
+    def receptive_field(self) -> int:
+        """The generator's receptive field in pixels."""
+        return int(self.generator.receptive_field)
 
     def generate(self, indices: np.ndarray, row_offs: Sequence[int], col_offs: Sequence[int],
                  seed: int) -> np.ndarray:
@@ -130,58 +127,6 @@ class LoadedModel:
         self.forward_calls += 1
         self.tiles_generated += batch
         return result
-
-
-def random_model(scheme, imagery, *, preset: str = "tiny", chip_size: int = 64,
-                 resolution: tuple[float, float] | None = (1.0, 1.0),
-                 crs_units: str | None = "metre", seed: int = 0,
-                 device: str | torch.device = "cpu", **overrides) -> LoadedModel:
-    """An untrained generator with a complete model card, for tests and benchmarks.
-
-    Its batch-norm running statistics come from a few training-mode passes over random
-    label maps, so it behaves like a trained model in eval mode (no per-tile statistics).
-
-    Args:
-        scheme: class scheme of the card.
-        imagery: ImageryInfo of the output bands.
-        preset: model preset ("tiny", "cpu", "paper").
-        chip_size: chip size recorded in the card (and used for the warm-up passes).
-        resolution, crs_units: training resolution and unit recorded in the card.
-        seed: torch seed of the initial weights.
-        device: where the generator runs.
-        **overrides: ModelConfig fields.
-    """
-    from geospade.models import build_generator, model_config, one_hot
-
-    cfg = model_config(preset, scheme.num_classes, imagery.count, **overrides)
-    torch.manual_seed(seed)
-    generator = build_generator(cfg)
-    _vivid_init(generator)
-    generator.train()
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for _ in range(3):
-            # Blocky random label maps: like land cover, classes come in patches.
-            coarse = rng.integers(0, scheme.num_classes, (2, chip_size // 8, chip_size // 8))
-            labels = torch.from_numpy(coarse.repeat(8, axis=1).repeat(8, axis=2))
-            generator(one_hot(labels, scheme.num_classes))
-    card = ModelCard(cfg.to_dict(), scheme, imagery, chip_size, resolution=resolution,
-                     crs_units=crs_units)
-    return LoadedModel(generator.eval().to(resolve_device(device)), card,
-                       resolve_device(device))
-
-
-def _vivid_init(generator: torch.nn.Module) -> None:
-    """Unit-gain weights: training's small initial gain makes an untrained generator's output
-    a flat grey, which would hide any seam a test or benchmark is meant to reveal."""
-    for module in generator.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            parametrized = getattr(module, "parametrizations", None)
-            weight = parametrized.weight.original if parametrized is not None else module.weight
-            with torch.no_grad():
-                torch.nn.init.xavier_normal_(weight, gain=1.0)
-                if module.bias is not None:
-                    torch.nn.init.normal_(module.bias, std=0.1)
 
 
 def save_model(model: LoadedModel, path: str | Path) -> Path:

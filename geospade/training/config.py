@@ -197,7 +197,9 @@ class TrainConfig:
         """Number of optimisation steps of the whole run."""
         if self.epochs is not None:
             return self.epochs * steps_per_epoch
-        return self.resolved().steps
+        steps = self.resolved().steps
+        assert steps is not None  # resolved() fills it in from the recipe
+        return steps
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -242,6 +244,50 @@ class TrainConfig:
         path = Path(path)
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
+
+
+def resolve_config(overrides: Mapping[str, Any] | None = None,
+                   config_file: str | Path | None = None, *, run_dir: str | Path | None = None,
+                   resume: bool = False) -> TrainConfig:
+    """The options of a run: defaults, then a YAML file, then the options given.
+
+    Every front end (``geospade train``, the ArcGIS Train tool, a notebook) resolves its
+    options here, so they mean the same everywhere.
+
+    Args:
+        overrides: options given explicitly (TrainConfig field names); ``model`` is merged
+            into the file's model overrides rather than replacing them.
+        config_file: a YAML file of options; without one, a resumed run reads its own
+            ``run_dir/config.yaml``.
+        run_dir: the run folder (only read when resuming without ``config_file``).
+        resume: the run continues where it stopped.
+
+    Raises:
+        InputError: an unreadable file, an unknown option or a value that cannot work.
+    """
+    if config_file is not None:
+        base = TrainConfig.from_yaml(config_file)
+    elif resume and run_dir is not None and (Path(run_dir) / "config.yaml").exists():
+        base = TrainConfig.from_yaml(Path(run_dir) / "config.yaml")
+    else:
+        base = TrainConfig()
+    given = dict(overrides or {})
+    if "model" in given:
+        given["model"] = {**base.model, **given["model"]}
+    # A length given explicitly replaces the file's, whichever unit it used.
+    if "steps" in given:
+        given.setdefault("epochs", None)
+    if "epochs" in given:
+        given.setdefault("steps", None)
+    return base.replace(**given)
+
+
+def field_default(name: str) -> Any:
+    """TrainConfig's default value of option ``name`` (a fresh copy for dicts)."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def field_kind(f: dataclasses.Field) -> tuple[type, bool]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,7 @@ from geospade.chips.dataset import ChipDataset
 from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
 from geospade.models import (
     ModelConfig,
+    SpadeGenerator,
     build_discriminator,
     build_generator,
     model_config,
@@ -60,6 +61,7 @@ RUN_ENTRIES = ("config.yaml", "checkpoints", "samples", "metrics.jsonl", "metric
                "tensorboard")
 StepCallback = Callable[[int, dict], None]
 log_message = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def train(
@@ -133,7 +135,7 @@ def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, re
     train_set = ChipDataset(chips_dirs if len(chips_dirs) > 1 else chips_dir, "train",
                             augment=config.augment, seed=config.seed,
                             class_scheme=config.classes, map_unknown=config.map_unknown)
-    steps_per_epoch = count_steps_per_epoch(len(train_set), config.batch_size,
+    steps_per_epoch = count_steps_per_epoch(len(train_set), recipe_value(config.batch_size),
                                             process.world_size, chips_dir)
     total_steps = config.total_steps(steps_per_epoch)
 
@@ -173,7 +175,7 @@ def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, re
                        initial=start_step, desc="train", unit="step")
     autocast = torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
                               enabled=amp_dtype is not None)
-    meter = LossMeter(start_step, config.batch_size * process.world_size)
+    meter = LossMeter(start_step, recipe_value(config.batch_size) * process.world_size)
     interrupted = GracefulInterrupt(process)
     generator, discriminator = state.generator, state.discriminator
     d_net, scaler = state.d_net, state.scaler
@@ -255,7 +257,7 @@ class TrainingState:
 
     generator: nn.Module
     discriminator: nn.Module
-    generator_ema: nn.Module
+    generator_ema: SpadeGenerator
     optimizer_g: torch.optim.Optimizer
     optimizer_d: torch.optim.Optimizer
     scaler: Any
@@ -300,7 +302,8 @@ def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.devic
     mcfg = model_config(config.preset, scheme.num_classes, imagery.count,
                         **model_options(config))
     check_chip_size(folder.tile_size, mcfg.downsampling_factor, chips_dir, config.preset)
-    generator = build_generator(mcfg).to(device)
+    generator = build_generator(mcfg)
+    generator.to(device)  # in place: keeps the SpadeGenerator type the EMA copy needs
     discriminator = build_discriminator(mcfg).to(device)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     betas = (config.beta1, config.beta2)
@@ -313,7 +316,7 @@ def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.devic
 
 def model_options(config: TrainConfig) -> dict[str, Any]:
     """The model-config overrides of a run: ``config.model`` plus the objective's discriminator."""
-    wanted = DISCRIMINATOR_OF[config.objective]
+    wanted = DISCRIMINATOR_OF[recipe_value(config.objective)]
     given = config.model.get("discriminator", wanted)
     if given != wanted:
         raise InputError(f"model discriminator={given} does not fit objective={config.objective}, "
@@ -328,8 +331,9 @@ def place_models(state: TrainingState, config: TrainConfig, device: torch.device
     channels_last = (config.channels_last if config.channels_last is not None
                      else device.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    state.generator.to(memory_format=memory_format)
-    state.discriminator.to(memory_format=memory_format)
+    # Module.to takes memory_format; torch's type stubs leave it out.
+    state.generator.to(memory_format=memory_format)  # type: ignore[call-overload]
+    state.discriminator.to(memory_format=memory_format)  # type: ignore[call-overload]
     if process.distributed:
         generator = state.generator
         if device.type == "cuda":  # SyncBatchNorm has no CPU kernels: gloo runs keep BatchNorm
@@ -591,6 +595,13 @@ def link_or_copy(source: Path, target: Path) -> None:
 # ---- data ---------------------------------------------------------------------------------------
 
 
+def recipe_value(value: T | None) -> T:
+    """An option left to the preset (None), after :meth:`TrainConfig.resolved` filled it in."""
+    if value is None:
+        raise RuntimeError("training options are used before TrainConfig.resolved()")
+    return value
+
+
 def count_steps_per_epoch(num_chips: int, batch_size: int, world_size: int, chips_dir: Path) -> int:
     """Full batches per epoch on each process; InputError when there is not even one."""
     per_process = -(-num_chips // world_size)
@@ -621,13 +632,14 @@ def training_batches(dataset: ChipDataset, config: TrainConfig, start_step: int,
     creating it must not draw from the global RNG the training uses.
     """
     epoch, position = divmod(start_step, steps_per_epoch)
-    per_epoch = steps_per_epoch * config.batch_size
+    batch_size = recipe_value(config.batch_size)
+    per_epoch = steps_per_epoch * batch_size
     while True:
         order = distributed.epoch_order(len(dataset), config.seed, epoch, process.rank,
                                         process.world_size)[:per_epoch]
         dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=config.batch_size,
-                            sampler=order[position * config.batch_size:],
+        loader = DataLoader(dataset, batch_size=batch_size,
+                            sampler=order[position * batch_size:],
                             num_workers=config.workers, pin_memory=process.device.type == "cuda",
                             generator=torch.Generator().manual_seed(config.seed + epoch))
         yield from loader
@@ -654,7 +666,7 @@ def fixed_bn_batches(train_set: ChipDataset, config: TrainConfig) -> list[torch.
     plain = ChipDataset(train_set.folder, "train", class_scheme=train_set.class_scheme,
                         map_unknown=config.map_unknown)
     order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(config.seed))
-    size = config.batch_size
+    size = recipe_value(config.batch_size)
     batches = []
     for b in range(min(config.bn_batches, len(plain) // size)):
         idx = order[b * size:(b + 1) * size].tolist()
@@ -717,8 +729,8 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p.detach(), 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+    for buffer, b in zip(ema.buffers(), model.buffers(), strict=True):
+        buffer.copy_(b)
 
 
 def refresh_ema_batchnorm(generator_ema: nn.Module, batches: list[torch.Tensor],
@@ -734,8 +746,8 @@ def refresh_ema_batchnorm(generator_ema: nn.Module, batches: list[torch.Tensor],
 
 
 @torch.no_grad()
-def write_samples(path: Path, generator_ema: nn.Module, chips: dict, scheme, num_classes: int,
-                  seed: int, device: torch.device) -> None:
+def write_samples(path: Path, generator_ema: SpadeGenerator, chips: dict, scheme,
+                  num_classes: int, seed: int, device: torch.device) -> None:
     """Sample grid (label colours | real | EMA generated) of the fixed chips, eval mode."""
     if not chips:
         return

@@ -1,48 +1,21 @@
-"""The built-in demo scene: a synthetic 1 m land cover in Maryland and paired aerial imagery.
-
-:func:`make_demo_scene` lays out fields, a river and ponds, woods, roads, a small town with
-houses, shops and parking lots as shapely geometry, rasterizes it to Chesapeake 7-class land
-cover, and renders imagery whose look is a learnable function of that land cover (per-class
-colour and texture, shadows, paint on roads). Everything comes from one seeded generator, so
-a seed always gives the same rasters. :func:`tile_raster` repeats a raster to make large
-inputs for benchmarks.
+"""The demo scene's layout: fields, a river and ponds, woods, roads and a small town as
+shapely geometry, rasterized to Chesapeake 7-class land cover plus the per-object rasters
+(parcels, surfaces, roofs, paint) that :mod:`geospade.demo.render` paints imagery from.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import rasterio
 import shapely
-from affine import Affine
-from rasterio.crs import CRS
 from rasterio.features import rasterize
-from rasterio.windows import Window
 from shapely.geometry import LineString, Point, Polygon, box
 from shapely.ops import split, substring, unary_union
 
-from geospade.classes import CHESAPEAKE_7
-from geospade.errors import InputError
-from geospade.imagery import ImageryInfo
-from geospade.preview import preview_raster
-from geospade.progress import ProgressArg, progress_bar
-from geospade.raster import atomic_file, check_output, geotiff_profile, open_raster
-from geospade.tiling import tile_grid
-
-DEMO_CRS = "EPSG:32618"  # UTM 18N, where Chesapeake land cover is commonly delivered
-# Upper-left corner, central Maryland, on whole multiples of 512 m so that the scene starts
-# on synthesis's world-anchored 512 px tile grid (a 2048 px scene is then 4 x 4 tiles).
-DEMO_ORIGIN = (359936.0, 4310016.0)
-# About 2 GB of memory at 4096; for larger rasters tile_raster() a demo scene instead.
-MIN_SIZE, MAX_SIZE = 256, 4096
-
 WATER, TREES, LOW_VEG, BARREN, IMPERVIOUS, ROADS = 1, 2, 3, 4, 5, 6
-NODATA = int(CHESAPEAKE_7.nodata)
 
 # Direction towards the sun in (col, row) image coordinates: south-east, as for a morning
 # flight, so shadows fall to the north-west (up and to the left).
@@ -50,94 +23,6 @@ SUN = np.array([0.6, 0.8])
 
 # Paint and roof-detail codes in the paint raster.
 WHITE_PAINT, YELLOW_PAINT, RIDGE, ROOF_UNIT = 1, 2, 3, 4
-
-
-@dataclass(frozen=True)
-class DemoScene:
-    """Paths of a demo scene written by :func:`make_demo_scene`."""
-
-    landcover: Path
-    imagery: Path
-    landcover_preview: Path
-    imagery_preview: Path
-
-    def paths(self) -> list[Path]:
-        """Every file of the scene, land cover first."""
-        return [self.landcover, self.imagery, self.landcover_preview, self.imagery_preview]
-
-
-def make_demo_scene(out_dir: str | Path, size: int = 2048, seed: int = 0, bands: int = 3,
-                    overwrite: bool = False, progress: ProgressArg = True) -> DemoScene:
-    """Write ``landcover.tif``, ``imagery.tif`` and their PNG previews into ``out_dir``.
-
-    Args:
-        out_dir: folder for the scene (created if needed; other files in it are left alone).
-        size: scene width and height in pixels (1 m each), 256 to 4096.
-        seed: the same seed always gives byte-identical rasters.
-        bands: 3 (RGB) or 4 (RGB + near infrared, as NAIP).
-        overwrite: replace existing scene files; without it they raise OutputExistsError.
-        progress: True for a progress bar, False for none, or a callback.
-
-    Returns:
-        The paths written.
-    """
-    size, bands = _check_args(size, bands)
-    out_dir = Path(out_dir)
-    scene = DemoScene(out_dir / "landcover.tif", out_dir / "imagery.tif",
-                      out_dir / "landcover.png", out_dir / "imagery.png")
-    for path in scene.paths():  # fail before any work, and before writing anything
-        check_output(path, overwrite)
-    with progress_bar(progress, total=5, desc="demo scene", unit="step") as bar, \
-            contextlib.ExitStack() as files:
-        labels, pixels = _scene_arrays(size, seed, bands, bar.update)
-        # All four files appear together or not at all (a full disk, Ctrl-C): a half scene
-        # would make the rerun refuse the files that were written.
-        tmp = [files.enter_context(atomic_file(path, overwrite)) for path in scene.paths()]
-        _write_landcover(tmp[0], labels)
-        _write_imagery(tmp[1], pixels)
-        bar.update()
-        preview_raster(tmp[0], tmp[2], 1024, scheme=CHESAPEAKE_7, overwrite=True)
-        preview_raster(tmp[1], tmp[3], 1024, overwrite=True)
-        bar.update()
-    return scene
-
-
-def demo_arrays(size: int = 512, seed: int = 0, bands: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """The demo scene's land cover (H, W) and imagery (bands, H, W) in memory, nothing written."""
-    size, bands = _check_args(size, bands)
-    return _scene_arrays(size, seed, bands, lambda: None)
-
-
-def _scene_arrays(size: int, seed: int, bands: int,
-                  step: Callable[[], object]) -> tuple[np.ndarray, np.ndarray]:
-    """Lay out, rasterize and render a scene; ``step`` is called after each of the three."""
-    rng = np.random.default_rng(seed)  # the one source of randomness: same seed, same scene
-    layout = _layout(rng, size)
-    step()
-    maps = _rasterize_layout(layout, size)
-    step()
-    pixels = _render_imagery(rng, maps, bands)
-    step()
-    labels = maps.labels.copy()
-    labels[maps.nodata] = NODATA
-    return labels, pixels
-
-
-def demo_transform() -> Affine:
-    """The demo scene's georeference: 1 m pixels from :data:`DEMO_ORIGIN`."""
-    return Affine(1.0, 0.0, DEMO_ORIGIN[0], 0.0, -1.0, DEMO_ORIGIN[1])
-
-
-def _check_args(size: int, bands: int) -> tuple[int, int]:
-    if not MIN_SIZE <= int(size) <= MAX_SIZE:
-        raise InputError(f"demo scene size {size} is outside {MIN_SIZE}..{MAX_SIZE} pixels",
-                         hint="Pick a size in range; for larger rasters repeat a scene with "
-                              "geospade.demo.tile_raster().")
-    if int(bands) not in (3, 4):
-        raise InputError(f"demo imagery has 3 (RGB) or 4 (RGBN) bands, not {bands}",
-                         hint="Use --bands 3 or --bands 4.")
-    return int(size), int(bands)
-
 
 # ---------------------------------------------------------------------------------------------
 # Layout: the scene as shapely geometry in pixel coordinates (x = column, y = row, 1 m pixels).
@@ -152,7 +37,7 @@ class _Road:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """Everything the rasterizer needs, drawn in this order (later shapes cover earlier)."""
 
     parcels: list[tuple[Polygon, str]] = field(default_factory=list)  # shrunk field parcels
@@ -167,10 +52,10 @@ class _Layout:
     nodata: Polygon | None = None
 
 
-def _layout(rng: np.random.Generator, size: int) -> _Layout:
+def layout_scene(rng: np.random.Generator, size: int) -> Layout:
     """Lay out a rural scene with a river, woods, fields, roads and a small town."""
     s = float(size)
-    out = _Layout()
+    out = Layout()
     frame = box(-60, -60, s + 60, s + 60)  # features run past the edges, as in a real map tile
 
     # River roughly north-south, main road roughly east-west, so the road bridges the river.
@@ -194,7 +79,7 @@ def _layout(rng: np.random.Generator, size: int) -> _Layout:
     centre = main.interpolate(town_t)
     town_angle = _direction(main, town_t)
     town_len, town_depth = min(0.45 * s, 700.0), min(0.38 * s, 520.0)
-    town = _rotated_rect(centre.x, centre.y, town_len, town_depth, town_angle)
+    town = _rotated_rect((centre.x, centre.y), town_len, town_depth, town_angle)
     block = rng.uniform(70, 95)
     streets = _street_grid(centre, town_len, town_depth, town_angle, block)
     roads += [_Road(line, rng.uniform(6, 7), "street") for line in streets]
@@ -261,7 +146,7 @@ def _layout(rng: np.random.Generator, size: int) -> _Layout:
         out.bare.append(track.buffer(rng.uniform(1.8, 2.5), cap_style="flat"))
     for _ in range(20):
         u, v = rng.uniform(0.15, 0.85, 2)
-        site = _rotated_rect(*_rect_point(centre, town_len, town_depth, town_angle, u, v),
+        site = _rotated_rect(_rect_point(centre, town_len, town_depth, town_angle, u, v),
                              rng.uniform(35, 60), rng.uniform(30, 50), town_angle)
         if not site.intersects(road_area.buffer(6)) and not site.intersects(river_area):
             out.bare.append(site)
@@ -289,7 +174,7 @@ def _layout(rng: np.random.Generator, size: int) -> _Layout:
 
 
 def _buildings_along(rng: np.random.Generator, road: _Road, town: Polygon, placer: _Placer,
-                     out: _Layout) -> None:
+                     out: Layout) -> None:
     """Place houses, shops or farmsteads on both sides of a road."""
     line = road.line
     for side in (-1.0, 1.0):
@@ -318,7 +203,7 @@ def _place_house(rng, edge, tangent, normal, angle, placer, out, *, barn: bool) 
     width, depth = rng.uniform(9, 16), rng.uniform(8, 12)
     setback = rng.uniform(7, 15)
     centre = edge + normal * (setback + depth / 2)
-    house = _rotated_rect(*centre, width, depth, angle)
+    house = _rotated_rect(centre, width, depth, angle)
     if not placer.free(house):
         return width
     drive_x = rng.choice([-1, 1]) * (width / 2 - 2)
@@ -331,8 +216,8 @@ def _place_house(rng, edge, tangent, normal, angle, placer, out, *, barn: bool) 
         bw, bd = rng.uniform(14, 24), rng.uniform(10, 14)
         bcentre = centre + normal * (depth / 2 + rng.uniform(14, 24) + bd / 2)
         bcentre = bcentre + tangent * rng.uniform(-10, 10)
-        barn_rect = _rotated_rect(*bcentre, bw, bd, angle + math.pi / 2 * rng.integers(0, 2))
-        yard = _rotated_rect(*bcentre, bw + 16, bd + 14, angle)
+        barn_rect = _rotated_rect(bcentre, bw, bd, angle + math.pi / 2 * rng.integers(0, 2))
+        yard = _rotated_rect(bcentre, bw + 16, bd + 14, angle)
         if placer.free(yard):
             placer.add(yard, margin=2)
             out.bare.append(yard)
@@ -345,9 +230,9 @@ def _place_shop(rng, edge, tangent, normal, angle, placer, out) -> float:
     width, depth = rng.uniform(24, 45), rng.uniform(18, 32)
     lot_depth = rng.uniform(20, 32)
     centre = edge + normal * (3 + lot_depth + depth / 2)
-    shop = _rotated_rect(*centre, width, depth, angle)
+    shop = _rotated_rect(centre, width, depth, angle)
     lot_centre = edge + normal * (3 + lot_depth / 2)
-    lot = _rotated_rect(*lot_centre, width + 10, lot_depth, angle)
+    lot = _rotated_rect(lot_centre, width + 10, lot_depth, angle)
     if not placer.free(shop.union(lot)):
         return 10.0
     placer.add(shop.union(lot), margin=4)
@@ -360,7 +245,7 @@ def _place_shop(rng, edge, tangent, normal, angle, placer, out) -> float:
     return width + 14
 
 
-def _add_roof(rng, rect: Polygon, angle: float, out: _Layout, *, flat: bool,
+def _add_roof(rng, rect: Polygon, angle: float, out: Layout, *, flat: bool,
               barn: bool = False) -> None:
     """Roof facets (two for a gable along the long side, one when flat) and roof details."""
     if flat:
@@ -368,7 +253,7 @@ def _add_roof(rng, rect: Polygon, angle: float, out: _Layout, *, flat: bool,
         out.facets.append((rect, colour))
         for _ in range(rng.integers(2, 6)):  # air-conditioning units
             c = np.array(rect.centroid.coords[0]) + rng.uniform(-6, 6, 2)
-            unit = _rotated_rect(*c, rng.uniform(2, 3.5), rng.uniform(2, 3.5), angle)
+            unit = _rotated_rect(c, rng.uniform(2, 3.5), rng.uniform(2, 3.5), angle)
             out.paint.append((unit, ROOF_UNIT))
         return
     palettes = [(112, 112, 116), (70, 70, 76), (136, 78, 62), (118, 96, 80), (160, 160, 158),
@@ -383,7 +268,7 @@ def _add_roof(rng, rect: Polygon, angle: float, out: _Layout, *, flat: bool,
     centre = coords.mean(axis=0)
     ridge = LineString([centre - long_axis / 2, centre + long_axis / 2])
     for sign in (-1, 1):
-        half = _rotated_rect(*(centre + sign * short_axis / 4), np.hypot(*long_axis),
+        half = _rotated_rect((centre + sign * short_axis / 4), np.hypot(*long_axis),
                              np.hypot(*short_axis) / 2, math.atan2(long_axis[1], long_axis[0]))
         facing = sign * short_axis / np.hypot(*short_axis)
         shade = 1.0 + 0.22 * float(facing @ SUN)  # the facet facing the sun is brighter
@@ -474,11 +359,13 @@ def _direction(line: LineString, t: float) -> float:
     return math.atan2(b.y - a.y, b.x - a.x)
 
 
-def _rotated_rect(cx: float, cy: float, length: float, depth: float, angle: float) -> Polygon:
-    """A rectangle centred on (cx, cy), ``length`` along ``angle`` and ``depth`` across."""
+def _rotated_rect(centre: Sequence[float] | np.ndarray, length: float, depth: float,
+                  angle: float) -> Polygon:
+    """A rectangle centred on ``centre`` (x, y), ``length`` along ``angle`` and ``depth``
+    across."""
     d = np.array([math.cos(angle), math.sin(angle)]) * length / 2
     n = np.array([-math.sin(angle), math.cos(angle)]) * depth / 2
-    c = np.array([cx, cy])
+    c = np.array([centre[0], centre[1]])
     return Polygon([c - d - n, c + d - n, c + d + n, c - d + n])
 
 
@@ -566,7 +453,7 @@ def _jitter(rng, colour: tuple, amount: float) -> tuple:
 
 
 @dataclass
-class _Maps:
+class SceneMaps:
     """Rasters the renderer reads: true labels plus per-object ids for per-object looks."""
 
     labels: np.ndarray  # uint8 class values everywhere (also under the survey gap)
@@ -579,7 +466,8 @@ class _Maps:
     paint: np.ndarray  # uint8 paint / roof detail codes
 
 
-def _rasterize_layout(layout: _Layout, size: int) -> _Maps:
+def rasterize_layout(layout: Layout, size: int) -> SceneMaps:
+    """The layout burnt into ``size`` x ``size`` rasters (later shapes cover earlier ones)."""
     shape = (size, size)
 
     def burn(shapes, fill=0, dtype="uint8"):
@@ -617,316 +505,4 @@ def _rasterize_layout(layout: _Layout, size: int) -> _Maps:
     roof = surface >= first_facet if layout.facets else np.zeros(shape, bool)
     paint = burn(layout.paint)
     nodata = burn([(layout.nodata, 1)]).astype(bool)
-    return _Maps(labels, nodata, parcel, parcel_kind, surface, surface_colour, roof, paint)
-
-
-# ---------------------------------------------------------------------------------------------
-# Rendering imagery from the rasterized layout
-# ---------------------------------------------------------------------------------------------
-
-
-def _render_imagery(rng: np.random.Generator, maps: _Maps, bands: int = 3) -> np.ndarray:
-    """Aerial-looking uint8 imagery (bands, H, W) for rasterized demo maps.
-
-    The look is a function of the land cover with per-object variation: each class has its
-    own colour and texture, fields their own tint and row direction, roofs their own colour
-    and lit/shaded facets, roads paint; buildings and trees cast shadows to the north-west;
-    a smooth illumination field and sensor noise keep it from being a lookup table.
-    """
-    labels = maps.labels
-    h, w = labels.shape
-    img = np.zeros((4, h, w), dtype=np.float32)  # R, G, B, NIR; NIR dropped for RGB output
-    mottle = _value_noise(rng, h, w, 7.0) + 0.5 * _value_noise(rng, h, w, 2.5)
-    broad = _value_noise(rng, h, w, 90.0)
-
-    _render_water(img, labels == WATER, mottle, broad)
-    _render_trees(rng, img, labels == TREES, broad)
-    _render_fields(rng, img, maps, mottle, broad)
-    _render_surfaces(rng, img, maps, mottle)
-
-    # Shadows: roofs cast long ones, tree crowns short ones, onto lower ground to the NW.
-    roof, tree = maps.roof, labels == TREES
-    shadow = np.ones((h, w), dtype=np.float32)
-    cast = _cast(roof, 6) & ~roof
-    shadow[cast] = 0.5
-    cast = _cast(tree, 3) & ~tree & ~roof
-    shadow[cast] = np.minimum(shadow[cast], 0.62)
-    img *= shadow
-
-    # Smooth illumination / haze so equal classes differ slightly across the scene.
-    light = 1.0 + 0.05 * _value_noise(rng, h, w, h / 3) + 0.025 * broad
-    img *= light
-    for b in range(4):
-        img[b] = 0.6 * img[b] + 0.4 * _box_blur(img[b], 1)  # optics: a slightly soft image
-    img += rng.standard_normal(img.shape, dtype=np.float32) * 1.8
-    out = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return out[:3] if bands == 3 else out
-
-
-def _assign(img: np.ndarray, mask: np.ndarray, rgbn: Iterable[np.ndarray | float]) -> None:
-    for b, value in enumerate(rgbn):
-        img[b][mask] = value
-
-
-def _render_water(img, mask, mottle, broad) -> None:
-    """Dark blue-green, almost flat; lighter and browner in the shallows near the shore."""
-    if not mask.any():
-        return
-    depth = _box_blur(mask.astype(np.float32), 4)[mask]  # < 1 near the shore
-    shallow = np.clip((1 - depth) * 2.2, 0, 1)
-    m, b = mottle[mask] * 1.5, broad[mask] * 5
-    deep, shore = np.array([34, 58, 66, 16]), np.array([72, 88, 70, 40])
-    base = deep[:, None] * (1 - shallow) + shore[:, None] * shallow
-    _assign(img, mask, (base[0] + m + b, base[1] + m + b, base[2] + m + 1.2 * b, base[3] + m))
-
-
-def _render_trees(rng, img, mask, broad) -> None:
-    """Tree crowns: lit on the sun side, dark gaps between them, species tint varies slowly."""
-    if not mask.any():
-        return
-    rows, cols = np.nonzero(mask)
-    dome, facing = _crowns(rng, mask.shape[0], rows, cols, cell=4.5)
-    bright = np.where(dome > 0, 0.55 + 0.45 * dome + 0.3 * dome * facing, 0.38)
-    hue = np.clip(broad[rows, cols] * 1.6, -1, 1)  # -1 blue-green conifers, +1 yellow-green
-    r = 52 + 14 * hue
-    g = 84 + 10 * hue
-    b = 44 - 6 * hue
-    nir = 120 + 90 * bright
-    _assign(img, mask, (r * bright, g * bright, b * bright, nir))
-
-
-def _render_fields(rng, img, maps: _Maps, mottle, broad) -> None:
-    """Low vegetation and bare soil: per-parcel tint; crop rows and plough furrows."""
-    labels, parcel = maps.labels, maps.parcel
-    n = len(maps.parcel_kind)
-    crop_palette = np.array([(120, 146, 74), (140, 154, 84), (162, 158, 98), (100, 136, 66),
-                             (178, 168, 112), (128, 150, 92), (150, 140, 90)], np.float32)
-    tint = crop_palette[rng.integers(0, len(crop_palette), n)] + rng.uniform(-7, 7, (n, 3))
-    nir = rng.uniform(175, 225, n)
-    angle = rng.uniform(0, math.pi, n)
-    period = rng.uniform(3.2, 6.0, n)
-    strength = rng.uniform(0.05, 0.12, n)
-    soil = np.array([126, 102, 82], np.float32) + rng.uniform(-12, 12, (n, 1))
-
-    veg = labels == LOW_VEG
-    if veg.any():
-        rows, cols = np.nonzero(veg)
-        pid = parcel[rows, cols]
-        kind = maps.parcel_kind[pid]
-        crop, hay = kind == 1, kind == 2
-        stripes = np.sin(2 * math.pi * (cols * np.cos(angle[pid]) + rows * np.sin(angle[pid]))
-                         / period[pid])
-        shade = 1 + np.where(crop, strength[pid] * stripes, 0.0)
-        # Mowing swaths in hay: wide, faint bands.
-        shade += np.where(hay, 0.035 * np.sign(np.sin(2 * math.pi * (
-            cols * np.cos(angle[pid]) + rows * np.sin(angle[pid])) / (4 * period[pid]))), 0.0)
-        shade += mottle[rows, cols] * np.where(crop, 0.03, 0.07)
-        grass = np.array([98, 128, 64, 170], np.float32)
-        colour = np.where((crop | hay)[:, None], np.c_[tint[pid], nir[pid]], grass)
-        colour[:, :3] += broad[rows, cols, None] * np.array([6, 4, 2])
-        _assign(img, veg, (colour[:, b] * shade for b in range(4)))
-
-    bare = labels == BARREN
-    if bare.any():
-        rows, cols = np.nonzero(bare)
-        pid = parcel[rows, cols]
-        plowed = maps.parcel_kind[pid] == 3
-        furrows = np.sin(2 * math.pi * (cols * np.cos(angle[pid]) + rows * np.sin(angle[pid]))
-                         / (0.7 * period[pid]))
-        shade = 1 + np.where(plowed, 0.1 * furrows, 0.0) + mottle[rows, cols] * 0.06
-        dirt = np.array([170, 150, 120], np.float32)  # tracks, yards, building sites
-        colour = np.where(plowed[:, None], soil[pid], dirt)
-        nir_bare = np.where(plowed, 95.0, 120.0)
-        _assign(img, bare, (*(colour[:, b] * shade for b in range(3)), nir_bare * shade))
-
-
-def _render_surfaces(rng, img, maps: _Maps, mottle) -> None:
-    """Roads, lots and roofs from their own colours, with paint, ridges and roof units."""
-    mask = maps.surface > 0
-    if not mask.any():
-        return
-    colour = maps.surface_colour[maps.surface[mask]]
-    grain = mottle[mask] * 3 + rng.standard_normal(colour.shape[0], dtype=np.float32) * 2.5
-    _assign(img, mask, (colour[:, b] + grain for b in range(4)))
-    paint = maps.paint
-    for code, rgbn, alpha in ((WHITE_PAINT, (222, 222, 214, 90), 0.75),
-                              (YELLOW_PAINT, (214, 188, 96, 90), 0.75)):
-        m = (paint == code) & mask & ~maps.roof
-        for b in range(4):
-            img[b][m] = (1 - alpha) * img[b][m] + alpha * rgbn[b]
-    ridge = (paint == RIDGE) & maps.roof
-    unit = (paint == ROOF_UNIT) & maps.roof
-    img[:, ridge] = np.minimum(img[:, ridge] * 1.25 + 8, 255)
-    img[:, unit] *= 0.55
-
-
-# ---------------------------------------------------------------------------------------------
-# Cheap texture tools (numpy only)
-# ---------------------------------------------------------------------------------------------
-
-
-def _value_noise(rng, height: int, width: int, cell: float) -> np.ndarray:
-    """Smooth noise (about unit range) with features ``cell`` pixels across: upsampled grid."""
-    gh, gw = int(height / cell) + 3, int(width / cell) + 3
-    grid = rng.standard_normal((gh, gw), dtype=np.float32)
-
-    def axis(n: int) -> tuple[np.ndarray, np.ndarray]:
-        t = (np.arange(n, dtype=np.float32) + 0.5) / cell
-        i = np.floor(t).astype(np.intp)
-        f = t - i
-        return i, f * f * (3 - 2 * f)  # smoothstep: no visible grid lines
-
-    ri, rf = axis(height)
-    ci, cf = axis(width)
-    rows = grid[ri] * (1 - rf)[:, None] + grid[ri + 1] * rf[:, None]
-    return rows[:, ci] * (1 - cf) + rows[:, ci + 1] * cf
-
-
-def _box_blur(a: np.ndarray, radius: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window (edges repeated): separable sums of shifted slices."""
-    k = 2 * radius + 1
-    h, w = a.shape
-    padded = np.pad(a.astype(np.float32, copy=False), radius, mode="edge")
-    rows = padded[0:h].copy()
-    for i in range(1, k):
-        rows += padded[i:i + h]
-    out = rows[:, 0:w].copy()
-    for j in range(1, k):
-        out += rows[:, j:j + w]
-    return out / (k * k)
-
-
-def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``mask`` moved by (dy, dx) pixels, zeros shifted in."""
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        mask[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-    return out
-
-
-def _cast(mask: np.ndarray, length: int) -> np.ndarray:
-    """Pixels a tall ``mask`` shades, the sun being to the south-east (see :data:`SUN`)."""
-    out = np.zeros_like(mask)
-    for k in range(1, length + 1):
-        out |= _shift(mask, -k, -round(0.75 * k))
-    return out
-
-
-def _crowns(rng, size: int, rows: np.ndarray, cols: np.ndarray,
-            cell: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tree crowns at jittered grid points (cellular noise) for the given pixels.
-
-    Returns ``dome`` (1 at a crown's centre, 0 at its edge and in gaps) and ``facing`` (-1 on
-    the side away from the sun, +1 on the side towards it).
-    """
-    n = int(size / cell) + 3
-    jitter = rng.random((2, n, n), dtype=np.float32)
-    radius = rng.uniform(0.6, 0.95, (n, n)).astype(np.float32) * cell
-    gy, gx = rows / cell, cols / cell
-    iy, ix = np.floor(gy).astype(np.intp), np.floor(gx).astype(np.intp)
-    best = np.full(rows.shape, np.inf, dtype=np.float32)
-    oy = np.zeros(rows.shape, dtype=np.float32)
-    ox = np.zeros(rows.shape, dtype=np.float32)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            j, i = iy + dy + 1, ix + dx + 1  # +1: the grid has a border of one cell
-            r = radius[j, i]
-            py = rows - (iy + dy + jitter[0, j, i]) * cell
-            px = cols - (ix + dx + jitter[1, j, i]) * cell
-            d = np.sqrt(py * py + px * px) / r
-            closer = d < best
-            best = np.where(closer, d, best)
-            oy = np.where(closer, py / r, oy)
-            ox = np.where(closer, px / r, ox)
-    dome = np.sqrt(np.clip(1 - best * best, 0, 1))
-    facing = np.clip(ox * SUN[0] + oy * SUN[1], -1, 1)
-    return dome, facing
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------
-
-
-def _write_landcover(path: Path, labels: np.ndarray) -> None:
-    h, w = labels.shape
-    profile = geotiff_profile(w, h, 1, "uint8", CRS.from_string(DEMO_CRS), demo_transform(),
-                              nodata=NODATA)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write_colormap(1, CHESAPEAKE_7.colormap())  # before the pixels (photometric tag)
-        dst.write(labels, 1)
-        dst.set_band_description(1, "land cover (Chesapeake 7-class)")
-
-
-def _write_imagery(path: Path, pixels: np.ndarray) -> None:
-    count, h, w = pixels.shape
-    profile = geotiff_profile(w, h, count, "uint8", CRS.from_string(DEMO_CRS), demo_transform())
-    profile["photometric"] = "RGB"
-    info = ImageryInfo(count)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(pixels)
-        dst.colorinterp = info.colorinterp()
-        for i, name in enumerate(info.band_names, start=1):
-            dst.set_band_description(i, name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Repeating a raster (large benchmark inputs)
-# ---------------------------------------------------------------------------------------------
-
-
-def tile_raster(src: str | Path, dst: str | Path, reps: int, overwrite: bool = False,
-                progress: ProgressArg = True) -> Path:
-    """Write ``dst``: ``src`` repeated ``reps`` x ``reps`` times (same CRS, origin, pixels).
-
-    Written block by block (512 x 512 output windows), so memory stays bounded whatever the
-    output size; tiled, deflate-compressed, BigTIFF when needed. Colour table, colour
-    interpretation, band descriptions and nodata are kept.
-    """
-    reps = int(reps)
-    if reps < 1:
-        raise InputError(f"repetitions must be at least 1, got {reps}", hint="Use reps >= 1.")
-    with open_raster(src, "raster to repeat") as ds:
-        width, height = ds.width * reps, ds.height * reps
-        profile = geotiff_profile(width, height, ds.count, ds.dtypes[0], ds.crs, ds.transform,
-                                  nodata=ds.nodata)
-        if ds.count >= 3 and ds.colorinterp[:3] == ImageryInfo(3).colorinterp():
-            profile["photometric"] = "RGB"
-        try:
-            colormap = ds.colormap(1)
-        except ValueError:
-            colormap = None
-        grid = tile_grid(width, height, 512, edge="pad")
-        with atomic_file(dst, overwrite) as tmp, rasterio.open(tmp, "w", **profile) as out, \
-                progress_bar(progress, total=len(grid), desc="tile raster", unit="block") as bar:
-            if colormap:
-                out.write_colormap(1, colormap)
-            out.colorinterp = ds.colorinterp
-            for i, desc in enumerate(ds.descriptions, start=1):
-                if desc:
-                    out.set_band_description(i, desc)
-            for tile in grid:
-                window = tile.clipped(width, height)
-                out.write(_wrapped_read(ds, window), window=window)
-                bar.update()
-    return Path(dst)
-
-
-def _wrapped_read(ds, window: Window) -> np.ndarray:
-    """Read ``window`` of the infinitely repeated ``ds`` (pieces wrap at its edges)."""
-    row0, col0 = int(window.row_off), int(window.col_off)
-    h, w = int(window.height), int(window.width)
-    out = np.empty((ds.count, h, w), dtype=ds.dtypes[0])
-    r = 0
-    while r < h:
-        src_row = (row0 + r) % ds.height
-        rh = min(h - r, ds.height - src_row)
-        c = 0
-        while c < w:
-            src_col = (col0 + c) % ds.width
-            cw = min(w - c, ds.width - src_col)
-            out[:, r:r + rh, c:c + cw] = ds.read(window=Window(src_col, src_row, cw, rh))
-            c += cw
-        r += rh
-    return out
+    return SceneMaps(labels, nodata, parcel, parcel_kind, surface, surface_colour, roof, paint)

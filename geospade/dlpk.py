@@ -106,7 +106,7 @@ def export_model(
 
 def raster_function_source() -> Path:
     """The raster function file shipped in every package."""
-    return Path(__file__).with_name("raster_function.py")
+    return Path(__file__).parent / "arcgis" / "raster_function.py"
 
 
 def model_definition(card: ModelCard, name: str, *, tile_size: int, padding: int, seed: int,
