@@ -11,11 +11,13 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from geospade.chips.folder import ChipFolder, read_chip_folder, spatial_hold_out
+from geospade.chips.folder import ChipFolder, read_chip_folder
+from geospade.chips.split import spatial_split, split_chips
 from geospade.classes import ClassScheme
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
 from geospade.raster import write_world_file
+from geospade.tiling import tile_grid
 
 # Label values in the hand-made chips: 0 is Pro's "no class", 1, 2 and 255 are classes.
 VALUES = (0, 1, 2, 255)
@@ -305,11 +307,32 @@ def test_without_positions_the_last_chips_are_held_out(tmp_path):
     assert folder.resolution == (RESOLUTION, RESOLUTION)  # Esri MinCellSize
 
 
-def test_spatial_hold_out_function():
-    corners = np.array([(c * 10.0, -r * 10.0) for r in range(4) for c in range(4)])
-    splits = spatial_hold_out(corners, (10.0, 10.0), 0.25, block_size=2, seed=3)
-    assert splits.count("val") == 4 and splits.count("train") == 12
-    assert splits == spatial_hold_out(corners, (10.0, 10.0), 0.25, block_size=2, seed=3)
+def test_split_of_chip_positions_is_seeded_by_whole_blocks():
+    offsets = np.array([(r * 10.0, c * 10.0) for r in range(4) for c in range(4)])
+    split = split_chips(range(16), offsets, 10, val_fraction=0.25, block_size=20, seed=3)
+    assert len(split.val) == 4 and len(split.train) == 12 and not split.dropped
+    assert split == split_chips(range(16), offsets, 10, val_fraction=0.25, block_size=20, seed=3)
+    rows_cols = {(i // 4 // 2, i % 4 // 2) for i in split.val}
+    assert len(rows_cols) == 1  # one whole 2 x 2 block
+
+
+@pytest.mark.parametrize("stride", [8, 4])
+def test_folder_without_split_is_split_as_an_export_of_the_same_grid(tmp_path, stride):
+    # The same chips split through the folder reader and through the export's grid give the
+    # same validation chips, and the folder's "buffer" chips are the ones an export drops.
+    # (0.15 of 36 chips in blocks of 4: "closer to the target" holds out one block, where
+    # "until the target is reached" would hold out two.)
+    root = make_pro_folder(tmp_path / "chips", n_rows=6, n_cols=6, stride=stride)
+    folder = read_chip_folder(root, val_fraction=0.15, block_size=2, seed=5, progress=False)
+    side = 8 + 5 * stride
+    grid = tile_grid(side, side, 8, stride)
+    export = spatial_split(grid, list(grid), val_fraction=0.15, block_size=16, seed=5)
+    by_split = {s: [r.index - 9600 for r in folder.records if r.split == s]
+                for s in ("train", "val", "buffer")}
+    assert by_split["val"] == list(export.val)
+    assert by_split["train"] == list(export.train)
+    assert by_split["buffer"] == list(export.dropped)
+    assert (len(export.dropped) > 0) == (stride < 8)
 
 
 def test_empty_and_unknown_splits(tmp_path):
