@@ -19,6 +19,7 @@ from geospade.classes import (
     read_attribute_table,
     resolve_scheme,
     scheme_from_raster,
+    value_counts,
 )
 from geospade.errors import ClassSchemeError, InputError
 
@@ -166,6 +167,19 @@ def test_raster_values(tmp_path):
     data = np.array([[1, 1, 2], [2, 2, 9]], dtype=np.uint8)
     with rasterio.open(write_landcover(tmp_path / "lc.tif", data, nodata=9)) as ds:
         assert raster_values(ds) == {1: 2, 2: 3}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32"])
+def test_value_counts_skips_masked_and_invalid_pixels_whatever_the_dtype(dtype):
+    data = np.array([[1, 1, 2], [2, 7, 9]], dtype=dtype)
+    valid = data != 7
+    assert value_counts(data) == {1: 2, 2: 2, 7: 1, 9: 1}
+    assert value_counts(data, valid) == {1: 2, 2: 2, 9: 1}
+    masked = np.ma.masked_equal(data, 9)
+    assert value_counts(masked) == {1: 2, 2: 2, 7: 1}
+    assert value_counts(masked, valid) == {1: 2, 2: 2}
+    assert value_counts(data, np.zeros_like(valid)) == {}
+    assert all(type(k) is int and type(v) is int for k, v in value_counts(data).items())
 
 
 def test_scheme_from_raster_with_colour_table(tmp_path):

@@ -45,7 +45,7 @@ from geospade.chips import esri
 from geospade.chips import scenes as scenes_mod
 from geospade.chips.merge import merge_schemes
 from geospade.chips.split import Split, spatial_split
-from geospade.classes import ClassScheme, resolve_scheme
+from geospade.classes import ClassScheme, resolve_scheme, value_counts
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
@@ -809,7 +809,7 @@ def _plan_chips(sources: _Sources, grid: TileGrid, transform, block: tuple[int, 
         lc, _ = sources.get()
         data = sources.read("landcover", tile.window, indexes=1)
         valid = _landcover_valid(lc, tile.window, data, nodata)
-        return int(valid.size - np.count_nonzero(valid)), _value_counts(data, valid)
+        return int(valid.size - np.count_nonzero(valid)), value_counts(data, valid)
 
     with progress_bar(progress, total=len(candidates), desc=desc, unit="tile") as bar:
         scans = _map_by_block(scan, candidates, block, workers, bar)
@@ -834,18 +834,6 @@ def _landcover_valid(ds, window: Window, data: np.ndarray, nodata: int | None) -
     for value in {_int_or_none(ds.nodata), nodata} - {None}:
         valid &= data != value
     return valid
-
-
-def _value_counts(data: np.ndarray, valid: np.ndarray) -> dict[int, int]:
-    values = data[valid] if not valid.all() else data.ravel()
-    if values.size == 0:
-        return {}
-    if data.dtype.kind == "u" and data.dtype.itemsize <= 2:
-        counts = np.bincount(values)
-        present = np.flatnonzero(counts)
-        return dict(zip(present.tolist(), counts[present].tolist(), strict=True))
-    uniq, counts = np.unique(values, return_counts=True)
-    return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
 
 
 # -- pass 2: writing chips ---------------------------------------------------------------------
@@ -906,7 +894,7 @@ class _ChipWriter:
         self._write(self.images / self.name(tile.index), pixels, self.image_dtype,
                     self.image_nodata, chip_transform, rgb=self.rgb)
         if counts is None:
-            counts = _value_counts(labels, valid)
+            counts = value_counts(labels, valid)
         return _Chip(self.offset + tile.index, True, self.scene, nodata_fraction, counts,
                      esri.BandStats.of_pixels(pixels, valid))
 

@@ -9,6 +9,7 @@ range, the chip size and the georeference. Everything comes from the folder's ow
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -35,7 +36,7 @@ from geospade.chips.esri import (
 )
 from geospade.chips.merge import merge_schemes
 from geospade.chips.split import default_block, split_chips
-from geospade.classes import ClassScheme, resolve_scheme, scheme_from_raster
+from geospade.classes import ClassScheme, resolve_scheme, scheme_from_raster, value_counts
 from geospade.errors import ClassSchemeError, InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
@@ -474,7 +475,7 @@ def _int_nodata(nodata) -> int | None:
 
 def _scan_scheme(records: Sequence[ChipRecord], name: str, progress: ProgressArg) -> ClassScheme:
     """A scheme of the label values present in the chips (the folder lists no classes)."""
-    counts: dict[int, int] = {}
+    counts: collections.Counter = collections.Counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bar = progress_bar(progress, total=len(records), desc="scanning label values",
@@ -487,12 +488,10 @@ def _scan_scheme(records: Sequence[ChipRecord], name: str, progress: ProgressArg
                     raise ClassSchemeError(
                         f"label chip has dtype {data.dtype}; labels must be integer class values",
                         path=record.label, hint="Export the labels from a classified raster.")
-                values, n = np.unique(data.compressed(), return_counts=True)
-                for v, c in zip(values.tolist(), n.tolist(), strict=True):
-                    counts[v] = counts.get(v, 0) + c
+                counts.update(value_counts(data))
                 bar.update(1)
         with open_raster(records[0].label, "label chip") as ds:
-            scheme = scheme_from_raster(ds, counts=counts)
+            scheme = scheme_from_raster(ds, counts=dict(counts))
     if scheme.name == Path(records[0].label).stem:
         scheme = ClassScheme(scheme.classes, scheme.nodata, name)
     return scheme
