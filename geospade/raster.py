@@ -161,11 +161,20 @@ def geotiff_profile(width: int, height: int, count: int, dtype: str, crs, transf
     return profile
 
 
+def output_exists(path: str | Path) -> bool:
+    """True when ``path`` holds something an output there would replace.
+
+    A file, or a folder with at least one entry; an empty folder is free to fill (a user
+    makes one for the output, or ArcGIS Pro does).
+    """
+    path = Path(path)
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Raise OutputExistsError if ``path`` exists (a non-empty folder) and not ``overwrite``."""
     path = Path(path)
-    exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
-    if exists and not overwrite:
+    if output_exists(path) and not overwrite:
         raise OutputExistsError("output exists", path=path,
                                 hint="Choose another output or pass --overwrite to replace it.")
     check_writable(path)

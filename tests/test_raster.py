@@ -18,6 +18,7 @@ from geospade.raster import (
     check_output,
     geotiff_profile,
     open_raster,
+    output_exists,
     read_world_file,
     require_crs,
     same_grid,
@@ -149,6 +150,35 @@ def test_check_output_refuses_non_empty_paths_without_overwrite(tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         check_output(empty, overwrite=False)
     assert check_output(empty, overwrite=True) == empty
+
+
+@pytest.mark.parametrize("state", ["missing", "empty folder", "folder with a file", "file"])
+def test_library_trainer_and_dialog_agree_on_existing_outputs(tmp_path, state):
+    # The library, the trainer's run folder and the ArcGIS dialog agree on what an output
+    # that would be replaced is.
+    from geospade.arcgis.tools import check_output_folder
+    from geospade.training.distributed import Process
+    from geospade.training.trainer import prepare_run_dir
+
+    path = tmp_path / "out"
+    if state != "missing":
+        path.mkdir() if state != "file" else path.write_text("x")
+    if state == "folder with a file":
+        (path / "x").write_text("x")
+    taken = state in ("folder with a file", "file")
+    assert output_exists(path) == taken
+    refused = []
+    for check in (lambda: check_output(path, overwrite=False),
+                  lambda: prepare_run_dir(path, False, False, Process(0, 1, 0, None, False))):
+        try:
+            check()
+            refused.append(False)
+        except OutputExistsError:
+            refused.append(True)
+    assert refused == [taken, taken]
+    if state != "file":  # the dialog's own message for a file is another one
+        [message] = check_output_folder(str(path), overwrite=False)
+        assert (message.level == "error") == taken
 
 
 def test_atomic_file_appears_only_on_success(tmp_path):

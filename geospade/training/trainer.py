@@ -43,6 +43,7 @@ from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
     check_not_input,
     check_writable,
+    output_exists,
     partial_prefix,
     remove_stale_partials,
 )
@@ -516,7 +517,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Proce
             raise CheckpointError("nothing to resume: no checkpoints/latest.pt", path=run_dir,
                                   hint="Start a new run without --resume.")
         return load_checkpoint(latest, map_location="cpu")
-    has_run = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    has_run = output_exists(run_dir)
     if has_run and not overwrite:
         raise OutputExistsError("run folder is not empty", path=run_dir,
                                 hint="Pass --resume to continue this run, --overwrite to start "
