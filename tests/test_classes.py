@@ -14,6 +14,7 @@ from geospade.classes import (
     CHESAPEAKE_13,
     ClassScheme,
     LandCoverClass,
+    default_color,
     preset,
     raster_values,
     read_attribute_table,
@@ -180,6 +181,20 @@ def test_value_counts_skips_masked_and_invalid_pixels_whatever_the_dtype(dtype):
     assert value_counts(masked, valid) == {1: 2, 2: 2}
     assert value_counts(data, np.zeros_like(valid)) == {}
     assert all(type(k) is int and type(v) is int for k, v in value_counts(data).items())
+
+
+def test_classes_without_colours_get_one_default_colour_from_every_source(tmp_path):
+    from geospade.chips.esri import classes_from_esri
+
+    values = [1, 2, 3]
+    data = np.array([values, values], dtype=np.uint8)
+    with rasterio.open(write_landcover(tmp_path / "lc.tif", data)) as ds:
+        from_raster = scheme_from_raster(ds)
+    from_json = ClassScheme.from_dict({"classes": [{"value": v, "name": str(v)} for v in values]})
+    from_esri = classes_from_esri({"Classes": [{"Value": v, "Name": str(v)} for v in values]})
+    expected = [default_color(v) for v in values]
+    assert from_raster.colors == from_json.colors == from_esri.colors == expected
+    assert len(set(expected)) == 3 and expected == [default_color(v) for v in values]
 
 
 def test_scheme_from_raster_with_colour_table(tmp_path):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import rasterio
 import torch
 import yaml
 
@@ -25,10 +26,11 @@ from geospade.models import (
     one_hot,
     recompute_batchnorm_stats,
 )
+from geospade.preview import write_png
 from geospade.training import TrainConfig, train
 from geospade.training import loss as loss_module
 from geospade.training.distributed import epoch_order, seed_everything
-from geospade.training.visuals import sample_grid, write_png
+from geospade.training.visuals import sample_grid
 
 # Small, fast runs: checkpoints and samples at the end only unless a test asks otherwise.
 TINY = dict(preset="tiny", batch_size=4, device="cpu", log_every=1, checkpoint_every=1000,
@@ -297,8 +299,9 @@ def test_sample_grid_panels(demo_chips, tmp_path):
     for col in range(3):  # dark text over each of the three columns, on white
         heading = headed[:strip, col * 66:col * 66 + 64]
         assert (heading == 0).any() and (heading == 255).mean() > 0.5
-    path = write_png(tmp_path / "g.png", grid)
-    assert path.read_bytes()[12:16] == b"IHDR"
+    path = write_png(tmp_path / "g.png", headed.transpose(2, 0, 1))
+    with rasterio.open(path) as png:
+        assert (png.read().transpose(1, 2, 0) == headed).all()
 
 
 # ---- learning -----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from geospade.models import (
     one_hot,
     recompute_batchnorm_stats,
 )
+from geospade.preview import write_png
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
     check_not_input,
@@ -52,7 +53,7 @@ from geospade.training.config import TrainConfig
 from geospade.training.distributed import Process
 from geospade.training.logs import MetricsLog, require_tensorboard
 from geospade.training.loss import DISCRIMINATOR_OF, Batch, LossTerms, build_objective
-from geospade.training.visuals import sample_grid, write_png
+from geospade.training.visuals import sample_grid
 
 #: The slim inference checkpoint beside latest.pt (EMA generator and model card only).
 GENERATOR_FILE = "generator.pt"
@@ -745,7 +746,8 @@ def write_samples(path: Path, generator_ema: nn.Module, chips: dict, scheme, num
     noise = generator_ema.make_noise(batch, height, width, seed, device=device)
     generator_ema.eval()
     fake = generator_ema(one_hot(labels, num_classes), noise)
-    write_png(path, sample_grid(chips["label"], chips["image"], fake, scheme))
+    grid = sample_grid(chips["label"], chips["image"], fake, scheme)
+    write_png(path, grid.transpose(2, 0, 1), overwrite=True)
 
 
 def check_finite(step: int, losses: dict[str, torch.Tensor], process: Process,
