@@ -14,6 +14,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
+from test_raster import world_file_transform
 
 from geospade.chips import esri
 from geospade.chips.aoi import footprints
@@ -23,7 +24,6 @@ from geospade.classes import CHESAPEAKE_7
 from geospade.cli.main import main
 from geospade.demo import DEMO_ORIGIN, make_demo_scene
 from geospade.errors import InputError
-from geospade.raster import read_world_file
 from geospade.tiling import tile_grid
 
 TILE = 128
@@ -108,7 +108,8 @@ def test_every_chip_is_the_source_window_in_place(scene, exported):
                 assert chip.transform == expected and chip.crs == img.crs
                 assert (chip.count, chip.dtypes[0]) == (img.count, img.dtypes[0])
                 np.testing.assert_array_equal(chip.read(), img.read(window=window))
-            assert read_world_file((exported / image).with_suffix(".tfw")).almost_equals(expected)
+            assert (exported / image).with_suffix(".tfw").exists()
+            assert world_file_transform(exported / image).almost_equals(expected)
 
 
 def test_tile_index_records_footprints_files_split_and_class_pixels(exported):
@@ -246,7 +247,9 @@ def test_png_chips_with_world_files(scene, tmp_path):
     with rasterio.open(out / label) as chip:
         assert chip.driver == "PNG" and chip.colormap(1)[1][:3] == (0, 197, 255)
         transform = chip.transform
-    assert read_world_file((out / image).with_suffix(".pgw")).almost_equals(transform)
+    assert (out / image).with_suffix(".pgw").exists()
+    assert not (out / image).with_suffix(".wld").exists()
+    assert world_file_transform(out / image).almost_equals(transform)
     assert json.loads((out / "geospade_export.json").read_text())["format"] == "png"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,14 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 
 from geospade.chips.folder import ChipFolder, read_chip_folder
 from geospade.chips.split import spatial_split, split_chips
 from geospade.classes import ClassScheme
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
-from geospade.raster import write_world_file
+from geospade.raster import esri_world_file, world_file_options
 from geospade.tiling import tile_grid
 
 # Label values in the hand-made chips: 0 is Pro's "no class", 1, 2 and 255 are classes.
@@ -57,17 +59,24 @@ def write_chip(path: Path, pixels: np.ndarray, *, transform: Affine | None, tags
         pixels = pixels[None]
     profile = {"driver": driver, "width": pixels.shape[2], "height": pixels.shape[1],
                "count": pixels.shape[0], "dtype": pixels.dtype.name}
-    if tags and transform is not None:
-        profile.update(crs=CRS_UTM, transform=transform)
+    if transform is not None:
+        profile.update(transform=transform, **world_file_options(driver))
+        if tags:
+            profile["crs"] = CRS_UTM
+        elif driver == "GTiff":
+            profile["PROFILE"] = "BASELINE"  # no GeoTIFF tags: the world file alone
     if nodata is not None:
         profile["nodata"] = nodata
     if driver == "JPEG":
         profile["quality"] = 95
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(pixels)
+    # No .aux.xml: Pro's PNG and JPEG chips carry their position in the world file only.
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(pixels)
     if transform is not None:
-        write_world_file(path, transform)
+        esri_world_file(path)
 
 
 def esri_stats(*, bands: int, size: int, n_tiles: int, classes=CLASSES) -> dict:

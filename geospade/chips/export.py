@@ -49,9 +49,10 @@ from geospade.raster import (
     atomic_dir,
     check_landcover,
     check_output,
+    esri_world_file,
     open_raster,
     require_crs,
-    write_world_file,
+    world_file_options,
 )
 from geospade.tiling import Tile, TileGrid, tile_grid
 
@@ -779,11 +780,12 @@ class _ChipWriter:
             profile["nodata"] = nodata
         if rgb and self.driver == "GTiff":
             profile["photometric"] = "RGB"
+        profile.update(world_file_options(self.driver))
         with rasterio.open(path, "w", **profile) as dst:
             if colormap:  # before the pixels: GDAL cannot change the photometric tag after
                 dst.write_colormap(1, colormap)
             dst.write(data)
-        write_world_file(path, chip_transform)
+        esri_world_file(path)
 
 
 def _label_colormap(scheme: ClassScheme, dtype: str) -> dict | None:
