@@ -134,6 +134,15 @@ def test_epoch_order_shards_a_permutation():
     assert set().union(*shards) == set(range(10))
 
 
+def test_epoch_order_is_the_order_of_earlier_runs_and_gives_every_rank_chips():
+    # The permutation earlier checkpoints were trained in, so old runs resume bit-exact.
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(3 * 1_000_003 + 1))
+    assert epoch_order(10, seed=3, epoch=1) == permutation.tolist()
+    assert epoch_order(10, seed=3, epoch=1, rank=1, world_size=4) == permutation.tolist()[1::4]
+    # Fewer chips than ranks: every rank still gets a batch (DDP waits for all of them).
+    assert [len(epoch_order(1, seed=0, epoch=0, rank=r, world_size=3)) for r in range(3)] == [1] * 3
+
+
 # ---- the run folder and the checkpoint ----------------------------------------------------------
 
 
