@@ -402,6 +402,29 @@ def make_geospade_folder(root: Path, *, n_val: int = 2) -> Path:
     return root
 
 
+@pytest.mark.parametrize("damage", ["junk", "no layer", "no split column", "bad split"])
+def test_broken_chip_table_is_named(tmp_path, damage):
+    import geopandas as gpd
+
+    root = make_geospade_folder(tmp_path / "chips")
+    gpkg = root / "chips.gpkg"
+    table = gpd.read_file(gpkg, layer="chips")
+    gpkg.unlink()
+    if damage == "junk":
+        gpkg.write_text("not a GeoPackage")
+    elif damage == "no layer":
+        table.to_file(gpkg, layer="tiles")
+    elif damage == "no split column":
+        table.drop(columns="split").to_file(gpkg, layer="chips")
+    else:
+        table.assign(split="test").to_file(gpkg, layer="chips")
+    match = {"junk": "cannot read the chip table", "no layer": "cannot read the chip table",
+             "no split column": "no column split", "bad split": "has split 'test'"}[damage]
+    with pytest.raises(InputError, match=match) as exc:
+        read_chip_folder(root, progress=False)
+    assert "chips.gpkg" in str(exc.value)
+
+
 def test_geospade_folder(tmp_path):
     folder = read_chip_folder(make_geospade_folder(tmp_path / "chips"), progress=False)
     assert folder.source == "geospade"

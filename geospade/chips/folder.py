@@ -15,10 +15,8 @@ import json
 import logging
 import math
 import re
-import sqlite3
 import warnings
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,18 +330,27 @@ def _list_pairs(root: Path) -> tuple[list[tuple[int, Path, Path]], list[str | No
 
 
 def _pairs_from_gpkg(gpkg: Path) -> tuple[list[tuple[int, Path, Path]], list[str | None]]:
-    """Chip pairs and splits from geospade's chips.gpkg (a GeoPackage is SQLite underneath)."""
+    """Chip pairs and splits from geospade's chips.gpkg, read as it was written (pyogrio)."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError, FieldError
+
     root = gpkg.parent
     try:
-        # closing(): a sqlite3 connection's own context manager commits but never closes.
-        with closing(sqlite3.connect(f"{gpkg.resolve().as_uri()}?mode=ro", uri=True)) as con:
-            rows = con.execute('SELECT "index", "image", "label", "split" FROM "chips"').fetchall()
-    except sqlite3.Error as exc:
+        table = pyogrio.read_dataframe(gpkg, layer="chips", read_geometry=False,
+                                       columns=["index", "image", "label", "split"])
+    except (DataSourceError, DataLayerError, FieldError) as exc:
         raise InputError(f"cannot read the chip table ({exc})", path=gpkg,
                          hint="Export the chips again; chips.gpkg needs a layer 'chips' with "
                               "columns index, image, label, split.") from None
-    if not rows:
+    missing = {"index", "image", "label", "split"} - set(table.columns)
+    if missing:  # pyogrio leaves out requested columns the layer lacks
+        raise InputError(f"the chip table has no column {', '.join(sorted(missing))}", path=gpkg,
+                         hint="Export the chips again; chips.gpkg needs a layer 'chips' with "
+                              "columns index, image, label, split.")
+    if table.empty:
         raise InputError("the chip table is empty", path=gpkg, hint="Export the chips again.")
+    rows = list(zip(table["index"].tolist(), table["image"].tolist(), table["label"].tolist(),
+                    table["split"].tolist(), strict=True))
     pairs = [(int(i), root / img, root / lab) for i, img, lab, _ in rows]
     splits = []
     for (i, _, _, split) in rows:
