@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from geospade.device import resolve_device
 
@@ -107,8 +107,11 @@ def epoch_order(num_items: int, seed: int, epoch: int, rank: int = 0,
     no state, so a resumed run skips exactly the items already consumed. The sampler's seed
     is ``seed * 1_000_003`` so that orders match those of runs started before it was used.
     """
-    sampler = DistributedSampler(range(num_items), num_replicas=world_size, rank=rank,
-                                 shuffle=True, seed=seed * 1_000_003, drop_last=False)
+    # The sampler only asks the dataset for its length: a range of the chip indices does.
+    items = cast(Dataset, range(num_items))
+    sampler: DistributedSampler[int] = DistributedSampler(
+        items, num_replicas=world_size, rank=rank, shuffle=True, seed=seed * 1_000_003,
+        drop_last=False)
     sampler.set_epoch(epoch)
     return list(sampler)
 
