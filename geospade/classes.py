@@ -8,7 +8,9 @@ Model index ``i`` is the i-th class in ``scheme.classes``; nodata and "don't car
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -229,9 +231,9 @@ class ClassScheme:
 def _class_from_mapping(item: Mapping) -> LandCoverClass:
     value = item.get("value", item.get("Value", item.get("ClassValue")))
     name = item.get("name", item.get("Name", item.get("ClassName")))
-    color = item.get("color") or item.get("Color") or (128, 128, 128)
     if value is None:
         raise ValueError(f"class without a value: {dict(item)}")
+    color = item.get("color") or item.get("Color") or default_color(int(value))
     return LandCoverClass(int(value), str(name if name is not None else f"class_{value}"),
                           tuple(int(c) for c in color[:3]))
 
@@ -291,21 +293,36 @@ def preset(name: str) -> ClassScheme:
 # -- schemes read from a raster ---------------------------------------------------------------
 
 
+def value_counts(data: np.ndarray, valid: np.ndarray | None = None) -> dict[int, int]:
+    """Pixel count per value of a label array, the ``valid`` pixels only (default: all).
+
+    A masked array's masked pixels are not counted either. Small unsigned types (the usual
+    label rasters) are counted with ``bincount``, which is several times faster than sorting.
+    """
+    if np.ma.isMaskedArray(data):
+        unmasked = ~np.ma.getmaskarray(data)
+        valid = unmasked if valid is None else valid & unmasked
+        data = np.ma.getdata(data)
+    values = data.ravel() if valid is None or valid.all() else data[valid]
+    if values.size == 0:
+        return {}
+    if values.dtype.kind == "u" and values.dtype.itemsize <= 2:
+        counts = np.bincount(values)
+        present = np.flatnonzero(counts)
+        return dict(zip(present.tolist(), counts[present].tolist(), strict=True))
+    uniq, n = np.unique(values, return_counts=True)
+    return dict(zip(uniq.tolist(), n.tolist(), strict=True))
+
+
 def raster_values(dataset, band: int = 1) -> dict[int, int]:
     """Pixel count per value of an integer band, read block by block (bounded memory).
 
     Masked pixels (nodata) are not counted.
     """
-    counts: dict[int, int] = {}
+    counts: collections.Counter = collections.Counter()
     for _, window in dataset.block_windows(band):
-        data = dataset.read(band, window=window, masked=True)
-        values = data.compressed()
-        if values.size == 0:
-            continue
-        uniq, n = np.unique(values, return_counts=True)
-        for v, c in zip(uniq.tolist(), n.tolist(), strict=True):
-            counts[v] = counts.get(v, 0) + c
-    return counts
+        counts.update(value_counts(dataset.read(band, window=window, masked=True)))
+    return dict(counts)
 
 
 def read_attribute_table(path: str | Path) -> dict[int, str]:
@@ -385,14 +402,19 @@ def scheme_from_raster(dataset, *, counts: Mapping[int, int] | None = None) -> C
     names = read_attribute_table(dataset.name)
     rows = []
     for v in present:
-        color = tuple(cmap[v][:3]) if v in cmap else _fallback_color(v)
+        color = tuple(cmap[v][:3]) if v in cmap else default_color(v)
         rows.append(LandCoverClass(v, names.get(v, f"class_{v}"), color))
     return ClassScheme(tuple(rows), nodata, Path(dataset.name).stem)
 
 
-def _fallback_color(value: int) -> Color:
-    rng = np.random.default_rng(value)
-    return tuple(int(c) for c in rng.integers(0, 256, 3))
+def default_color(value: int) -> Color:
+    """The colour of a class that has none (no colour table, JSON or Esri entry gives one).
+
+    The same value always gets the same colour, and neighbouring values get distinct hues:
+    the hue steps by the golden ratio of a turn from one value to the next.
+    """
+    hue = (value * 0.618033988749895) % 1.0
+    return tuple(int(255 * (0.5 + 0.5 * math.cos(2 * math.pi * (hue + k / 3)))) for k in range(3))
 
 
 def resolve_scheme(spec: str | Path | ClassScheme | None, dataset=None, **kwargs) -> ClassScheme:

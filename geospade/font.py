@@ -1,7 +1,7 @@
 """A 5 x 7 pixel bitmap font for labelling pictures (sample grids, evaluation panels).
 
-geospade writes its PNGs with numpy and zlib alone; this font lets those pictures carry
-column headings without an imaging library. It covers lowercase letters (uppercase is drawn
+geospade draws its pictures with numpy and writes them with GDAL's PNG driver; this font
+lets those pictures carry column headings without an imaging library. It covers lowercase letters (uppercase is drawn
 as lowercase), digits, space and ``-._:/()|%+``; other characters are drawn as blanks.
 """
 

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from geospade.classes import ClassScheme, scheme_from_raster
+from geospade.classes import ClassScheme, scheme_from_raster, value_counts
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
 from geospade.raster import atomic_file, open_raster
@@ -136,9 +136,7 @@ def preview_array(path: str | Path, max_size: int = 1024,
         if scheme is not None or _has_colour_table(ds):
             labels = ds.read(1, out_shape=(height, width), resampling=Resampling.nearest)
             if scheme is None:
-                values, counts = np.unique(labels, return_counts=True)
-                scheme = scheme_from_raster(
-                    ds, counts=dict(zip(values.tolist(), counts.tolist(), strict=True)))
+                scheme = scheme_from_raster(ds, counts=value_counts(labels))
             rgb = landcover_rgb(labels, scheme)
         else:
             # Band descriptions (as GDAL stores band names) may say which band is red.

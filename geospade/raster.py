@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -125,25 +124,34 @@ def check_overlap(imagery, landcover) -> None:
         )
 
 
-def write_world_file(image_path: str | Path, transform: Affine) -> Path:
-    """Write an Esri world file (.tfw/.pgw/.jgw) beside ``image_path``.
+#: The world-file name ArcGIS reads beside each chip format. GDAL's GTiff driver writes
+#: ``.tfw`` itself; its PNG and JPEG drivers write ``.wld``, which ArcGIS does not read.
+ESRI_WORLD_FILES = {".tif": ".tfw", ".tiff": ".tfw", ".png": ".pgw", ".jpg": ".jgw",
+                    ".jpeg": ".jgw"}
 
-    Six lines: x pixel size, rotation terms, negative y pixel size, then the map coordinates
-    of the CENTRE of the top-left pixel, with 10 decimals as ArcGIS writes them.
+
+def world_file_options(driver: str) -> dict[str, str]:
+    """Creation options that make GDAL write an Esri world file beside a new raster.
+
+    GDAL writes the six lines ArcGIS does (pixel size, rotation, the CENTRE of the top-left
+    pixel, 10 decimals) and reads them back by itself when a chip has no georeference of its
+    own. After writing a PNG or JPEG, call :func:`esri_world_file` to give the file its name.
+    """
+    return {"TFW": "YES"} if driver == "GTiff" else {"WORLDFILE": "YES"}
+
+
+def esri_world_file(image_path: str | Path) -> Path:
+    """The world file GDAL wrote beside ``image_path``, renamed as ArcGIS expects it.
+
+    GDAL names PNG and JPEG world files ``.wld``; ArcGIS Pro's chips have ``.pgw`` and
+    ``.jgw``, which GDAL reads as well. A GeoTIFF's ``.tfw`` keeps its name.
     """
     image_path = Path(image_path)
-    ext = {".tif": ".tfw", ".tiff": ".tfw", ".png": ".pgw", ".jpg": ".jgw", ".jpeg": ".jgw"}
-    world = image_path.with_suffix(ext.get(image_path.suffix.lower(), ".wld"))
-    centre = transform @ Affine.translation(0.5, 0.5)
-    values = (transform.a, transform.d, transform.b, transform.e, centre.c, centre.f)
-    world.write_text("".join(f"{v:.10f}\n" for v in values))
+    world = image_path.with_suffix(ESRI_WORLD_FILES.get(image_path.suffix.lower(), ".wld"))
+    written = image_path.with_suffix(".wld")
+    if world != written and written.exists():
+        written.replace(world)
     return world
-
-
-def read_world_file(path: str | Path) -> Affine:
-    """The pixel-corner transform described by a world file."""
-    a, d, b, e, c, f = (float(line) for line in Path(path).read_text().split())
-    return Affine(a, b, c, d, e, f) @ Affine.translation(-0.5, -0.5)
 
 
 def geotiff_profile(width: int, height: int, count: int, dtype: str, crs, transform,
@@ -161,11 +169,20 @@ def geotiff_profile(width: int, height: int, count: int, dtype: str, crs, transf
     return profile
 
 
+def output_exists(path: str | Path) -> bool:
+    """True when ``path`` holds something an output there would replace.
+
+    A file, or a folder with at least one entry; an empty folder is free to fill (a user
+    makes one for the output, or ArcGIS Pro does).
+    """
+    path = Path(path)
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Raise OutputExistsError if ``path`` exists (a non-empty folder) and not ``overwrite``."""
     path = Path(path)
-    exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
-    if exists and not overwrite:
+    if output_exists(path) and not overwrite:
         raise OutputExistsError("output exists", path=path,
                                 hint="Choose another output or pass --overwrite to replace it.")
     check_writable(path)

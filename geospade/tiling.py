@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rasterio import windows
 from rasterio.windows import Window
 
 from geospade.errors import GridError
@@ -55,20 +56,12 @@ class Tile:
                       self.size + 2 * halo)
 
     def clipped(self, width: int, height: int) -> Window:
-        """The part of the tile inside a ``width`` x ``height`` raster."""
-        col0, row0 = max(self.col_off, 0), max(self.row_off, 0)
-        col1 = min(self.col_off + self.size, width)
-        row1 = min(self.row_off + self.size, height)
-        return Window(col0, row0, max(col1 - col0, 0), max(row1 - row0, 0))
+        """The part of the tile inside a ``width`` x ``height`` raster (rasterio's ``crop``).
 
-    def overlaps(self, other: Tile) -> bool:
-        """True when the two tiles share at least one pixel."""
-        return (
-            self.col_off < other.col_off + other.size
-            and other.col_off < self.col_off + self.size
-            and self.row_off < other.row_off + other.size
-            and other.row_off < self.row_off + self.size
-        )
+        Zero-sized for a tile wholly outside the raster. Whether two tiles share pixels is
+        ``rasterio.windows.intersect(a.window, b.window)``.
+        """
+        return windows.crop(self.window, height, width)
 
 
 @dataclass(frozen=True)

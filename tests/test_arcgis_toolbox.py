@@ -148,7 +148,6 @@ def cli_defaults(module) -> dict:
 TOOL_ONLY = {"out_checkpoint"}
 CLI_ONLY = {
     "progress", "quiet",  # the progressor replaces the terminal's progress bar
-    "style_image",  # current models take their style from the seed; the CLI only errors
     "val_scenes", "resolution", "skip_unpaired",  # multi-scene export: the tool does one scene
 }
 # Dask cluster runs are a command-line and Python feature; Pro runs synthesis in-process.

@@ -14,11 +14,13 @@ from geospade.classes import (
     CHESAPEAKE_13,
     ClassScheme,
     LandCoverClass,
+    default_color,
     preset,
     raster_values,
     read_attribute_table,
     resolve_scheme,
     scheme_from_raster,
+    value_counts,
 )
 from geospade.errors import ClassSchemeError, InputError
 
@@ -166,6 +168,33 @@ def test_raster_values(tmp_path):
     data = np.array([[1, 1, 2], [2, 2, 9]], dtype=np.uint8)
     with rasterio.open(write_landcover(tmp_path / "lc.tif", data, nodata=9)) as ds:
         assert raster_values(ds) == {1: 2, 2: 3}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32"])
+def test_value_counts_skips_masked_and_invalid_pixels_whatever_the_dtype(dtype):
+    data = np.array([[1, 1, 2], [2, 7, 9]], dtype=dtype)
+    valid = data != 7
+    assert value_counts(data) == {1: 2, 2: 2, 7: 1, 9: 1}
+    assert value_counts(data, valid) == {1: 2, 2: 2, 9: 1}
+    masked = np.ma.masked_equal(data, 9)
+    assert value_counts(masked) == {1: 2, 2: 2, 7: 1}
+    assert value_counts(masked, valid) == {1: 2, 2: 2}
+    assert value_counts(data, np.zeros_like(valid)) == {}
+    assert all(type(k) is int and type(v) is int for k, v in value_counts(data).items())
+
+
+def test_classes_without_colours_get_one_default_colour_from_every_source(tmp_path):
+    from geospade.chips.esri import classes_from_esri
+
+    values = [1, 2, 3]
+    data = np.array([values, values], dtype=np.uint8)
+    with rasterio.open(write_landcover(tmp_path / "lc.tif", data)) as ds:
+        from_raster = scheme_from_raster(ds)
+    from_json = ClassScheme.from_dict({"classes": [{"value": v, "name": str(v)} for v in values]})
+    from_esri = classes_from_esri({"Classes": [{"Value": v, "Name": str(v)} for v in values]})
+    expected = [default_color(v) for v in values]
+    assert from_raster.colors == from_json.colors == from_esri.colors == expected
+    assert len(set(expected)) == 3 and expected == [default_color(v) for v in values]
 
 
 def test_scheme_from_raster_with_colour_table(tmp_path):

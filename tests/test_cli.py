@@ -21,6 +21,21 @@ def test_help_lists_every_subcommand(capsys):
         assert name in out
 
 
+def test_a_missing_subcommand_module_is_an_error_not_a_missing_command(monkeypatch):
+    monkeypatch.setitem(cli_main.COMMANDS, "no-such", ("no_such_module", "nothing"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        cli_main.build_parser()
+
+
+def test_synthesize_has_no_style_image_option(capsys):
+    # Models take their style from the noise seed; an option that could only fail is gone.
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main(["synthesize", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--seed" in out and "--style-image" not in out
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit):
         cli_main.main(["--version"])

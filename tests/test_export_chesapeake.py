@@ -18,11 +18,11 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
+from test_raster import world_file_transform
 
 from geospade.chips import esri
 from geospade.chips.export import export_chips
 from geospade.classes import CHESAPEAKE_13
-from geospade.raster import read_world_file
 from geospade.tiling import tile_grid
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chesapeake"
@@ -79,7 +79,7 @@ def test_every_chip_maps_back_to_its_place_in_the_source(exported):
                     assert chip.transform.almost_equals(expected)
                     assert chip.crs == src.crs
                     assert chip.bounds == pytest.approx(window_bounds(window, src.transform))
-                tfw = read_world_file(chip_path.with_suffix(".tfw"))
+                tfw = world_file_transform(chip_path)
                 assert tfw.almost_equals(expected)
             with rasterio.open(out / label) as chip:
                 np.testing.assert_array_equal(chip.read(1), src.read(1, window=window))

@@ -19,6 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
+from test_raster import world_file_transform
 
 from geospade.chips import esri
 from geospade.chips.export import export_chips
@@ -28,7 +29,6 @@ from geospade.classes import CHESAPEAKE_7, ClassScheme, LandCoverClass
 from geospade.cli.main import main
 from geospade.demo import make_demo_scene
 from geospade.errors import ClassSchemeError, InputError
-from geospade.raster import read_world_file
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FLAIR = DATA / "flair"
@@ -75,7 +75,7 @@ def _assert_chips_in_place(folder: Path) -> None:
     for _, row in index.iterrows():
         with rasterio.open(folder / row.label) as chip, \
                 rasterio.open(row.landcover_source) as lc:
-            transform = read_world_file(Path(folder / row.label).with_suffix(".tfw"))
+            transform = world_file_transform(folder / row.label)
             col, r = ~lc.transform @ (transform.c, transform.f)
             window = Window(round(col), round(r), chip.width, chip.height)
             assert transform.almost_equals(window_transform(window, lc.transform))

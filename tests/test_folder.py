@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,15 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 
-from geospade.chips.folder import ChipFolder, read_chip_folder, spatial_hold_out
+from geospade.chips.folder import ChipFolder, read_chip_folder
+from geospade.chips.split import spatial_split, split_chips
 from geospade.classes import ClassScheme
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
-from geospade.raster import write_world_file
+from geospade.raster import esri_world_file, world_file_options
+from geospade.tiling import tile_grid
 
 # Label values in the hand-made chips: 0 is Pro's "no class", 1, 2 and 255 are classes.
 VALUES = (0, 1, 2, 255)
@@ -55,17 +59,24 @@ def write_chip(path: Path, pixels: np.ndarray, *, transform: Affine | None, tags
         pixels = pixels[None]
     profile = {"driver": driver, "width": pixels.shape[2], "height": pixels.shape[1],
                "count": pixels.shape[0], "dtype": pixels.dtype.name}
-    if tags and transform is not None:
-        profile.update(crs=CRS_UTM, transform=transform)
+    if transform is not None:
+        profile.update(transform=transform, **world_file_options(driver))
+        if tags:
+            profile["crs"] = CRS_UTM
+        elif driver == "GTiff":
+            profile["PROFILE"] = "BASELINE"  # no GeoTIFF tags: the world file alone
     if nodata is not None:
         profile["nodata"] = nodata
     if driver == "JPEG":
         profile["quality"] = 95
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(pixels)
+    # No .aux.xml: Pro's PNG and JPEG chips carry their position in the world file only.
+    with warnings.catch_warnings(), rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(pixels)
     if transform is not None:
-        write_world_file(path, transform)
+        esri_world_file(path)
 
 
 def esri_stats(*, bands: int, size: int, n_tiles: int, classes=CLASSES) -> dict:
@@ -305,11 +316,32 @@ def test_without_positions_the_last_chips_are_held_out(tmp_path):
     assert folder.resolution == (RESOLUTION, RESOLUTION)  # Esri MinCellSize
 
 
-def test_spatial_hold_out_function():
-    corners = np.array([(c * 10.0, -r * 10.0) for r in range(4) for c in range(4)])
-    splits = spatial_hold_out(corners, (10.0, 10.0), 0.25, block_size=2, seed=3)
-    assert splits.count("val") == 4 and splits.count("train") == 12
-    assert splits == spatial_hold_out(corners, (10.0, 10.0), 0.25, block_size=2, seed=3)
+def test_split_of_chip_positions_is_seeded_by_whole_blocks():
+    offsets = np.array([(r * 10.0, c * 10.0) for r in range(4) for c in range(4)])
+    split = split_chips(range(16), offsets, 10, val_fraction=0.25, block_size=20, seed=3)
+    assert len(split.val) == 4 and len(split.train) == 12 and not split.dropped
+    assert split == split_chips(range(16), offsets, 10, val_fraction=0.25, block_size=20, seed=3)
+    rows_cols = {(i // 4 // 2, i % 4 // 2) for i in split.val}
+    assert len(rows_cols) == 1  # one whole 2 x 2 block
+
+
+@pytest.mark.parametrize("stride", [8, 4])
+def test_folder_without_split_is_split_as_an_export_of_the_same_grid(tmp_path, stride):
+    # The same chips split through the folder reader and through the export's grid give the
+    # same validation chips, and the folder's "buffer" chips are the ones an export drops.
+    # (0.15 of 36 chips in blocks of 4: "closer to the target" holds out one block, where
+    # "until the target is reached" would hold out two.)
+    root = make_pro_folder(tmp_path / "chips", n_rows=6, n_cols=6, stride=stride)
+    folder = read_chip_folder(root, val_fraction=0.15, block_size=2, seed=5, progress=False)
+    side = 8 + 5 * stride
+    grid = tile_grid(side, side, 8, stride)
+    export = spatial_split(grid, list(grid), val_fraction=0.15, block_size=16, seed=5)
+    by_split = {s: [r.index - 9600 for r in folder.records if r.split == s]
+                for s in ("train", "val", "buffer")}
+    assert by_split["val"] == list(export.val)
+    assert by_split["train"] == list(export.train)
+    assert by_split["buffer"] == list(export.dropped)
+    assert (len(export.dropped) > 0) == (stride < 8)
 
 
 def test_empty_and_unknown_splits(tmp_path):
@@ -368,6 +400,29 @@ def make_geospade_folder(root: Path, *, n_val: int = 2) -> Path:
                      "geometry": box(i * 4.0, 0.0, i * 4.0 + 4.0, 4.0)})
     gpd.GeoDataFrame(rows, crs=CRS_UTM.to_wkt()).to_file(root / "chips.gpkg", layer="chips")
     return root
+
+
+@pytest.mark.parametrize("damage", ["junk", "no layer", "no split column", "bad split"])
+def test_broken_chip_table_is_named(tmp_path, damage):
+    import geopandas as gpd
+
+    root = make_geospade_folder(tmp_path / "chips")
+    gpkg = root / "chips.gpkg"
+    table = gpd.read_file(gpkg, layer="chips")
+    gpkg.unlink()
+    if damage == "junk":
+        gpkg.write_text("not a GeoPackage")
+    elif damage == "no layer":
+        table.to_file(gpkg, layer="tiles")
+    elif damage == "no split column":
+        table.drop(columns="split").to_file(gpkg, layer="chips")
+    else:
+        table.assign(split="test").to_file(gpkg, layer="chips")
+    match = {"junk": "cannot read the chip table", "no layer": "cannot read the chip table",
+             "no split column": "no column split", "bad split": "has split 'test'"}[damage]
+    with pytest.raises(InputError, match=match) as exc:
+        read_chip_folder(root, progress=False)
+    assert "chips.gpkg" in str(exc.value)
 
 
 def test_geospade_folder(tmp_path):

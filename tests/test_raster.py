@@ -16,12 +16,13 @@ from geospade.raster import (
     atomic_file,
     check_landcover,
     check_output,
+    esri_world_file,
     geotiff_profile,
     open_raster,
-    read_world_file,
+    output_exists,
     require_crs,
     same_grid,
-    write_world_file,
+    world_file_options,
 )
 
 ORIGIN = from_origin(500000.0, 4000000.0, 1.0, 1.0)
@@ -123,15 +124,32 @@ def test_aligned_view_requires_imagery_crs(tmp_path):
         aligned_view(i_ds, l_ds)
 
 
-def test_world_file_holds_the_centre_of_the_top_left_pixel(tmp_path):
-    transform = from_origin(1300000.0, 1780000.0, 1.0, 1.0)
-    world = write_world_file(tmp_path / "chip.tif", transform)
-    assert world.name == "chip.tfw"
-    lines = world.read_text().splitlines()
-    assert lines == ["1.0000000000", "0.0000000000", "0.0000000000", "-1.0000000000",
-                     "1300000.5000000000", "1779999.5000000000"]
-    assert read_world_file(world).almost_equals(transform)
-    assert write_world_file(tmp_path / "chip.png", transform).name == "chip.pgw"
+def world_file_transform(chip) -> Affine:
+    """The transform GDAL reads from a chip's world file alone (not its GeoTIFF tags)."""
+    with rasterio.Env(GDAL_GEOREF_SOURCES="WORLDFILE"), rasterio.open(chip) as ds:
+        assert ds.transform != Affine.identity(), f"{chip} has no world file"
+        return ds.transform
+
+
+@pytest.mark.parametrize(("driver", "suffix", "world"),
+                         [("GTiff", ".tif", ".tfw"), ("PNG", ".png", ".pgw"),
+                          ("JPEG", ".jpg", ".jgw")])
+def test_gdal_world_files_are_the_esri_ones(tmp_path, driver, suffix, world):
+    # The six lines ArcGIS writes: pixel size, rotation, the CENTRE of the top-left pixel,
+    # 10 decimals; named as ArcGIS names them; read back by GDAL to the same transform.
+    transform = from_origin(1300000.25, 1780000.0, 0.5, 0.75)
+    chip = tmp_path / f"chip{suffix}"
+    with rasterio.open(chip, "w", driver=driver, width=4, height=4, count=1, dtype="uint8",
+                       crs="EPSG:32618", transform=transform,
+                       **world_file_options(driver)) as dst:
+        dst.write(np.zeros((1, 4, 4), np.uint8))
+    path = esri_world_file(chip)
+    assert path == chip.with_suffix(world) and path.exists()
+    assert not chip.with_suffix(".wld").exists()
+    centre = transform @ (0.5, 0.5)
+    expected = (transform.a, transform.d, transform.b, transform.e, *centre)
+    assert path.read_text().split() == [f"{v:.10f}" for v in expected]
+    assert world_file_transform(chip).almost_equals(transform, precision=1e-9)
 
 
 def test_geotiff_profile_is_tiled_only_for_large_rasters():
@@ -149,6 +167,35 @@ def test_check_output_refuses_non_empty_paths_without_overwrite(tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         check_output(empty, overwrite=False)
     assert check_output(empty, overwrite=True) == empty
+
+
+@pytest.mark.parametrize("state", ["missing", "empty folder", "folder with a file", "file"])
+def test_library_trainer_and_dialog_agree_on_existing_outputs(tmp_path, state):
+    # The library, the trainer's run folder and the ArcGIS dialog agree on what an output
+    # that would be replaced is.
+    from geospade.arcgis.tools import check_output_folder
+    from geospade.training.distributed import Process
+    from geospade.training.trainer import prepare_run_dir
+
+    path = tmp_path / "out"
+    if state != "missing":
+        path.mkdir() if state != "file" else path.write_text("x")
+    if state == "folder with a file":
+        (path / "x").write_text("x")
+    taken = state in ("folder with a file", "file")
+    assert output_exists(path) == taken
+    refused = []
+    for check in (lambda: check_output(path, overwrite=False),
+                  lambda: prepare_run_dir(path, False, False, Process(0, 1, 0, None, False))):
+        try:
+            check()
+            refused.append(False)
+        except OutputExistsError:
+            refused.append(True)
+    assert refused == [taken, taken]
+    if state != "file":  # the dialog's own message for a file is another one
+        [message] = check_output_folder(str(path), overwrite=False)
+        assert (message.level == "error") == taken
 
 
 def test_atomic_file_appears_only_on_success(tmp_path):

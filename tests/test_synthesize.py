@@ -253,8 +253,6 @@ def test_bad_sizes_are_clear_errors(scene, checkpoint, tmp_path):
         synthesize(path, checkpoint, tmp_path / "o.tif", tile_size=100, progress=False)
     with pytest.raises(GridError, match="halo"):
         synthesize(path, checkpoint, tmp_path / "o.tif", halo=12, progress=False)
-    with pytest.raises(InputError, match="style encoder"):
-        synthesize(path, checkpoint, tmp_path / "o.tif", style_image=path, progress=False)
     assert not (tmp_path / "o.tif").exists()
 
 

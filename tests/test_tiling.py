@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from rasterio.windows import Window
+from rasterio.windows import Window, intersect
 
 from geospade.errors import GridError
 from geospade.tiling import Tile, tile_grid
@@ -15,7 +15,7 @@ def test_default_stride_is_the_tile_size_and_tiles_do_not_overlap():
     assert (grid.n_rows, grid.n_cols) == (2, 3)
     tiles = list(grid)
     assert len(tiles) == len(grid) == 6
-    assert not any(a.overlaps(b) for a in tiles for b in tiles if a is not b)
+    assert not any(intersect(a.window, b.window) for a in tiles for b in tiles if a is not b)
 
 
 def test_drop_rule_keeps_only_whole_tiles_inside_the_raster():
@@ -53,7 +53,7 @@ def test_stride_smaller_than_tile_gives_overlapping_neighbours():
     grid = tile_grid(512, 512, 256, 128)
     a, b, c = grid.tile(0, 0), grid.tile(0, 1), grid.tile(0, 2)
     assert (b.col_off, c.col_off) == (128, 256)
-    assert a.overlaps(b) and not a.overlaps(c)
+    assert intersect(a.window, b.window) and not intersect(a.window, c.window)
 
 
 def test_index_is_row_major_grid_position():
@@ -76,6 +76,23 @@ def test_halo_grows_the_window_on_every_side():
 def test_clipped_window_of_a_tile_inside_is_the_tile():
     tile = tile_grid(512, 512, 256).tile(1, 1)
     assert tile.clipped(512, 512) == tile.window
+
+
+def test_clipped_window_of_a_grid_anchored_before_the_raster():
+    grid = tile_grid(1000, 600, 256, 200, edge="pad", origin=(-50, -100))
+    first, last = grid.tile(0, 0), grid.tile(grid.n_rows - 1, grid.n_cols - 1)
+    assert first.window == Window(-100, -50, 256, 256)
+    assert first.clipped(1000, 600) == Window(0, 0, 156, 206)
+    assert last.clipped(1000, 600) == Window(last.col_off, last.row_off,
+                                             1000 - last.col_off, 600 - last.row_off)
+    outside = Tile(index=0, row=0, col=9, col_off=1200, row_off=0, size=256)
+    assert outside.clipped(1000, 600).width == 0
+
+
+def test_tiles_sharing_only_an_edge_do_not_overlap():
+    a, b = Tile(0, 0, 0, 0, 0, 256), Tile(1, 0, 1, 256, 0, 256)
+    assert not intersect(a.window, b.window)
+    assert intersect(a.window, Tile(2, 0, 1, 255, 255, 256).window)
 
 
 def test_tile_larger_than_the_raster_is_a_clear_error():

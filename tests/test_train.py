@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import rasterio
 import torch
 import yaml
 
@@ -23,10 +24,11 @@ from geospade.models import (
     one_hot,
     recompute_batchnorm_stats,
 )
+from geospade.preview import write_png
 from geospade.training import TrainConfig, train
 from geospade.training import loss as loss_module
 from geospade.training.distributed import epoch_order, seed_everything
-from geospade.training.visuals import sample_grid, write_png
+from geospade.training.visuals import sample_grid
 
 # Small, fast runs: checkpoints and samples at the end only unless a test asks otherwise.
 TINY = dict(preset="tiny", batch_size=4, device="cpu", log_every=1, checkpoint_every=1000,
@@ -134,6 +136,15 @@ def test_epoch_order_shards_a_permutation():
     shards = [epoch_order(10, seed=3, epoch=1, rank=r, world_size=3) for r in range(3)]
     assert all(len(s) == 4 for s in shards)  # padded to 12, like DistributedSampler
     assert set().union(*shards) == set(range(10))
+
+
+def test_epoch_order_is_the_order_of_earlier_runs_and_gives_every_rank_chips():
+    # The permutation earlier checkpoints were trained in, so old runs resume bit-exact.
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(3 * 1_000_003 + 1))
+    assert epoch_order(10, seed=3, epoch=1) == permutation.tolist()
+    assert epoch_order(10, seed=3, epoch=1, rank=1, world_size=4) == permutation.tolist()[1::4]
+    # Fewer chips than ranks: every rank still gets a batch (DDP waits for all of them).
+    assert [len(epoch_order(1, seed=0, epoch=0, rank=r, world_size=3)) for r in range(3)] == [1] * 3
 
 
 # ---- the run folder and the checkpoint ----------------------------------------------------------
@@ -301,8 +312,9 @@ def test_sample_grid_panels(demo_chips, tmp_path):
     for col in range(3):  # dark text over each of the three columns, on white
         heading = headed[:strip, col * 66:col * 66 + 64]
         assert (heading == 0).any() and (heading == 255).mean() > 0.5
-    path = write_png(tmp_path / "g.png", grid)
-    assert path.read_bytes()[12:16] == b"IHDR"
+    path = write_png(tmp_path / "g.png", headed.transpose(2, 0, 1))
+    with rasterio.open(path) as png:
+        assert (png.read().transpose(1, 2, 0) == headed).all()
 
 
 # ---- learning -----------------------------------------------------------------------------------

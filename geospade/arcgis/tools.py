@@ -385,7 +385,9 @@ def check_output_folder(path: str | None, overwrite: bool, name: str = "out_dir"
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         return [Message(name, "error", f"{folder} is a file. Choose a folder.")]
-    if not folder.is_dir() or not any(folder.iterdir()):
+    from geospade.raster import output_exists
+
+    if not output_exists(folder):
         return [Message(name, "clear")]
     if overwrite:
         return [Message(name, "warning", f"{folder} is not empty: its contents will be replaced.")]
@@ -437,7 +439,9 @@ def validate_train(values: Mapping[str, Any], overwrite_env: bool = False) -> li
     run_dir = values.get("run_dir")
     if run_dir:
         folder = Path(run_dir)
-        has_run = folder.exists() and (not folder.is_dir() or any(folder.iterdir()))
+        from geospade.raster import output_exists
+
+        has_run = output_exists(folder)
         latest = folder / "checkpoints" / "latest.pt"
         if resume and not latest.exists():
             messages.append(Message("resume", "error", f"Nothing to resume: {latest} does not "

@@ -10,14 +10,13 @@ exported by Pro trains as-is. Readers accept both key spellings Esri uses for cl
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from geospade.classes import ClassScheme, LandCoverClass
+from geospade.classes import ClassScheme, LandCoverClass, default_color
 from geospade.errors import ClassSchemeError, InputError
 
 MAP_TXT = "map.txt"
@@ -337,14 +336,8 @@ def classes_from_esri(metadata: Mapping, *, nodata: int | None = 0,
         label = entry.get("Name", entry.get("ClassName"))
         if value is None:
             raise ClassSchemeError(f"Esri class entry without a value: {dict(entry)}")
-        color = entry.get("Color") or _default_color(int(value))
+        color = entry.get("Color") or default_color(int(value))
         classes.append(LandCoverClass(int(value), str(label or f"class_{value}"),
                                       tuple(int(c) for c in list(color)[:3])))
     values = {c.value for c in classes}
     return ClassScheme(tuple(classes), None if nodata in values else nodata, name)
-
-
-def _default_color(value: int) -> tuple[int, int, int]:
-    # Golden-angle hues give distinct colours for classes without one.
-    hue = (value * 0.618033988749895) % 1.0
-    return tuple(int(255 * (0.5 + 0.5 * math.cos(2 * math.pi * (hue + k / 3)))) for k in range(3))

@@ -16,24 +16,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TypeVar
 
 import numpy as np
 import rasterio
 import shapely
-from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -45,7 +39,8 @@ from geospade.chips import esri
 from geospade.chips import scenes as scenes_mod
 from geospade.chips.merge import merge_schemes
 from geospade.chips.split import Split, spatial_split
-from geospade.classes import ClassScheme, resolve_scheme
+from geospade.chips.threads import Sources, block_groups, landcover_view, map_by_block, ordered_map
+from geospade.classes import ClassScheme, resolve_scheme, value_counts
 from geospade.errors import InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
@@ -54,9 +49,10 @@ from geospade.raster import (
     atomic_dir,
     check_landcover,
     check_output,
+    esri_world_file,
     open_raster,
     require_crs,
-    write_world_file,
+    world_file_options,
 )
 from geospade.tiling import Tile, TileGrid, tile_grid
 
@@ -78,9 +74,6 @@ MAX_VAL_FRACTION = 1.0
 #: A chip is inside the AOI when the AOI covers it to within this fraction of a pixel:
 #: an AOI drawn in another CRS along the chip borders comes back with round-off.
 AOI_TOLERANCE_PIXELS = 0.01
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -341,7 +334,7 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
         raw = stack.enter_context(open_raster(scene.landcover, "land cover"))
         check_landcover(raw)
         require_crs(raw, "land cover")
-        lc = _landcover_view(raw, options.resolution)
+        lc = landcover_view(raw, options.resolution)
         if lc is not raw:
             stack.callback(lc.close)
         img = stack.enter_context(open_raster(source, "imagery"))
@@ -358,7 +351,7 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
         write_block = tuple((lc if isinstance(view, WarpedVRT) else view).block_shapes[0])
         nodata = given.nodata if given is not None else _int_or_none(raw.nodata)
         outline = _imagery_outline(scene, lc.crs, img if len(scene.imagery) == 1 else None)
-        with _Sources(scene.landcover, source, options.resolution) as sources:
+        with Sources(scene.landcover, source, options.resolution) as sources:
             plan = _plan_chips(sources, grid, lc.transform, tuple(lc.block_shapes[0]),
                                area=areas.get(lc.crs),
                                imagery_outline=outline, nodata=nodata,
@@ -397,20 +390,6 @@ def _imagery_outline(scene: scenes_mod.Scene, crs, opened=None) -> shapely.Geome
         with open_raster(path, "imagery") as ds:
             outlines.append(aoi_mod.raster_outline(ds, crs))
     return outlines[0] if len(outlines) == 1 else shapely.union_all(outlines)
-
-
-def _landcover_view(raw, resolution: float | None):
-    """The land cover on the chip grid: itself, or resampled (nearest) to ``resolution``."""
-    if resolution is None or (math.isclose(abs(raw.transform.a), resolution)
-                              and math.isclose(abs(raw.transform.e), resolution)):
-        return raw
-    left, bottom, right, top = raw.bounds
-    width = max(1, round((right - left) / resolution))
-    height = max(1, round((top - bottom) / resolution))
-    transform = Affine(resolution, 0.0, left, 0.0, -resolution, top)
-    # Nearest neighbour: a label is a class, never a blend of two.
-    return WarpedVRT(raw, crs=raw.crs, transform=transform, width=width, height=height,
-                     resampling=Resampling.nearest)
 
 
 def _check_scenes(plans: Sequence[_ScenePlan], resolution: float | None) -> None:
@@ -550,7 +529,7 @@ def _write_scenes(root: Path, plans: Sequence[_ScenePlan], scheme: ClassScheme,
                 job.close()
 
         try:
-            _ordered_map(lambda task: (task, run(task)), tasks(), options.workers, take)
+            ordered_map(lambda task: (task, run(task)), tasks(), options.workers, take)
         finally:
             for job in jobs:
                 job.close()
@@ -562,7 +541,7 @@ class _SceneJob:
 
     def __init__(self, plan: _ScenePlan, tiles: list[Tile]):
         self.plan, self.tiles = plan, tiles
-        self.sources: _Sources | None = None
+        self.sources: Sources | None = None
         self.writer: _ChipWriter | None = None
         self.groups: list[list[int]] = []
         self.remaining = 0
@@ -573,12 +552,12 @@ class _SceneJob:
     def open(self, root: Path, scheme: ClassScheme, label_nodata: int | None,
              options: _Options) -> None:
         p = self.plan
-        self.sources = _Sources(p.scene.landcover, p.imagery, options.resolution)
+        self.sources = Sources(p.scene.landcover, p.imagery, options.resolution)
         self.writer = _ChipWriter(root, scheme, options.image_format, p.lc_meta, p.view_meta,
                                   options.max_nodata, p.outline, p.plan.partial_imagery,
                                   p.plan.class_pixels, offset=p.offset,
                                   label_nodata=label_nodata, scene=p.number)
-        self.groups = _block_groups(self.tiles, p.write_block)
+        self.groups = block_groups(self.tiles, p.write_block)
         self.remaining = len(self.groups)
 
     def close(self) -> None:
@@ -642,130 +621,6 @@ def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
 
 
-# -- per-thread datasets -----------------------------------------------------------------------
-
-
-class _Sources:
-    """Dataset handles per thread: a GDAL handle must never be used by two threads at once."""
-
-    def __init__(self, landcover: str | Path, imagery: str | Path,
-                 resolution: float | None = None):
-        self._paths = (landcover, imagery)
-        self._resolution = resolution
-        self._local = threading.local()
-        self._opened: list = []
-        self._lock = threading.Lock()
-
-    def get(self):
-        """This thread's (land cover, imagery on the land-cover grid) pair."""
-        handles = getattr(self._local, "handles", None)
-        if handles is None:
-            raw = rasterio.open(self._paths[0])
-            lc = _landcover_view(raw, self._resolution)
-            img = rasterio.open(self._paths[1])
-            view = aligned_view(img, lc)
-            handles = (lc, view)
-            self._local.handles = handles
-            opened = [view, img] if view is not img else [img]
-            opened += [lc, raw] if lc is not raw else [raw]
-            with self._lock:
-                self._opened += opened
-        return handles
-
-    def read(self, what: str, window: Window, **kwargs) -> np.ndarray:
-        """Pixels of this thread's land cover (``what="landcover"``) or imagery in ``window``.
-
-        Raises:
-            InputError: the file's pixels cannot be read (truncated or damaged), naming it.
-        """
-        lc, view = self.get()
-        ds = lc if what == "landcover" else view
-        try:
-            return ds.read(window=window, **kwargs)
-        except RasterioIOError as exc:
-            path = self._paths[0] if what == "landcover" else self._paths[1]
-            raise InputError(
-                f"cannot read the {'land cover' if what == 'landcover' else 'imagery'} pixels "
-                f"at rows {int(window.row_off)}-{int(window.row_off + window.height)}, columns "
-                f"{int(window.col_off)}-{int(window.col_off + window.width)}: the file is "
-                f"truncated or damaged ({exc})", path=path,
-                hint="Copy or download the file again (its header opens but its pixels do "
-                     "not).") from None
-
-    def __enter__(self) -> _Sources:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with self._lock:
-            for ds in self._opened:
-                ds.close()
-            self._opened.clear()
-
-
-def _ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                 on_result: Callable[[R], None] | None = None) -> list[R]:
-    """``[fn(x) for x in items]`` on ``workers`` threads, with a bounded queue of tasks.
-
-    Results come back in order. On any error (or Ctrl-C) the queued tasks are cancelled at
-    once instead of being run to completion.
-    """
-    results: list[R] = []
-
-    def take(result: R) -> None:
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-
-    if workers <= 1:
-        for item in items:
-            take(fn(item))
-        return results
-    pending: collections.deque[Future] = collections.deque()
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geospade-chips")
-    try:
-        for item in items:
-            pending.append(executor.submit(fn, item))
-            if len(pending) >= 4 * workers:
-                take(pending.popleft().result())
-        while pending:
-            take(pending.popleft().result())
-    finally:
-        for future in pending:
-            future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
-    return results
-
-
-def _map_by_block(fn: Callable[[Tile], R], tiles: Sequence[Tile], block: tuple[int, int],
-                  workers: int, bar) -> list[R]:
-    """``[fn(t) for t in tiles]``, running the tiles that share a source block together.
-
-    Each group of tiles inside one block of the source raster runs on one thread, one tile
-    after the other: the compressed block is decoded once while it sits in GDAL's (bounded)
-    block cache, instead of once per thread or again after it was evicted.
-    """
-    members = _block_groups(tiles, block)
-
-    def run(group: list[int]) -> list[R]:
-        return [fn(tiles[i]) for i in group]
-
-    results: list = [None] * len(tiles)
-    done = _ordered_map(run, members, workers, lambda group: bar.update(len(group)))
-    for group, outcomes in zip(members, done, strict=True):
-        for i, outcome in zip(group, outcomes, strict=True):
-            results[i] = outcome
-    return results
-
-
-def _block_groups(tiles: Sequence[Tile], block: tuple[int, int]) -> list[list[int]]:
-    """Positions in ``tiles`` grouped by the source block holding each tile's corner."""
-    rows, cols = max(int(block[0]), 1), max(int(block[1]), 1)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, tile in enumerate(tiles):
-        groups.setdefault((tile.row_off // rows, tile.col_off // cols), []).append(i)
-    return list(groups.values())
-
-
 def _gdal_options() -> dict:
     """GDAL settings for the export: a bounded block cache, unless the caller set one.
 
@@ -781,7 +636,7 @@ def _gdal_options() -> dict:
 # -- pass 1: which tiles become chips ----------------------------------------------------------
 
 
-def _plan_chips(sources: _Sources, grid: TileGrid, transform, block: tuple[int, int], *,
+def _plan_chips(sources: Sources, grid: TileGrid, transform, block: tuple[int, int], *,
                 area, imagery_outline,
                 nodata: int | None, max_nodata: float, workers: int,
                 progress: ProgressArg, desc: str = "scanning land cover") -> _Plan:
@@ -811,10 +666,10 @@ def _plan_chips(sources: _Sources, grid: TileGrid, transform, block: tuple[int, 
         lc, _ = sources.get()
         data = sources.read("landcover", tile.window, indexes=1)
         valid = _landcover_valid(lc, tile.window, data, nodata)
-        return int(valid.size - np.count_nonzero(valid)), _value_counts(data, valid)
+        return int(valid.size - np.count_nonzero(valid)), value_counts(data, valid)
 
     with progress_bar(progress, total=len(candidates), desc=desc, unit="tile") as bar:
-        scans = _map_by_block(scan, candidates, block, workers, bar)
+        scans = map_by_block(scan, candidates, block, workers, bar)
     for tile, (invalid, counts) in zip(candidates, scans, strict=True):
         values.update(counts)
         if invalid > limit:
@@ -836,18 +691,6 @@ def _landcover_valid(ds, window: Window, data: np.ndarray, nodata: int | None) -
     for value in {_int_or_none(ds.nodata), nodata} - {None}:
         valid &= data != value
     return valid
-
-
-def _value_counts(data: np.ndarray, valid: np.ndarray) -> dict[int, int]:
-    values = data[valid] if not valid.all() else data.ravel()
-    if values.size == 0:
-        return {}
-    if data.dtype.kind == "u" and data.dtype.itemsize <= 2:
-        counts = np.bincount(values)
-        present = np.flatnonzero(counts)
-        return dict(zip(present.tolist(), counts[present].tolist(), strict=True))
-    uniq, counts = np.unique(values, return_counts=True)
-    return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
 
 
 # -- pass 2: writing chips ---------------------------------------------------------------------
@@ -883,7 +726,7 @@ class _ChipWriter:
         """File name of the chip of grid tile ``index`` (numbered from the scene's offset)."""
         return f"{self.offset + index:012d}{self.ext}"
 
-    def __call__(self, sources: _Sources, tile: Tile) -> _Chip:
+    def __call__(self, sources: Sources, tile: Tile) -> _Chip:
         lc, view = sources.get()
         window = tile.window
         labels = sources.read("landcover", window, indexes=1)
@@ -908,7 +751,7 @@ class _ChipWriter:
         self._write(self.images / self.name(tile.index), pixels, self.image_dtype,
                     self.image_nodata, chip_transform, rgb=self.rgb)
         if counts is None:
-            counts = _value_counts(labels, valid)
+            counts = value_counts(labels, valid)
         return _Chip(self.offset + tile.index, True, self.scene, nodata_fraction, counts,
                      esri.BandStats.of_pixels(pixels, valid))
 
@@ -939,11 +782,12 @@ class _ChipWriter:
             profile["nodata"] = nodata
         if rgb and self.driver == "GTiff":
             profile["photometric"] = "RGB"
+        profile.update(world_file_options(self.driver))
         with rasterio.open(path, "w", **profile) as dst:
             if colormap:  # before the pixels: GDAL cannot change the photometric tag after
                 dst.write_colormap(1, colormap)
             dst.write(data)
-        write_world_file(path, chip_transform)
+        esri_world_file(path)
 
 
 def _label_colormap(scheme: ClassScheme, dtype: str) -> dict | None:

@@ -9,19 +9,19 @@ range, the chip size and the georeference. Everything comes from the folder's ow
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
 import math
 import re
-import sqlite3
 import warnings
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from affine import Affine
 
 from geospade.chips.esri import (
@@ -34,24 +34,17 @@ from geospade.chips.esri import (
     read_map_txt,
 )
 from geospade.chips.merge import merge_schemes
-from geospade.classes import ClassScheme, resolve_scheme, scheme_from_raster
+from geospade.chips.split import default_block, split_chips
+from geospade.classes import ClassScheme, resolve_scheme, scheme_from_raster, value_counts
 from geospade.errors import ClassSchemeError, InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
-from geospade.raster import open_raster, read_world_file
+from geospade.raster import open_raster
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "all")
 CHIP_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".mrf")
-# Esri world files: the three-letter form ArcGIS writes, then GDAL's other spellings.
-WORLD_FILE_SUFFIXES = {
-    ".tif": (".tfw", ".tifw", ".wld"),
-    ".tiff": (".tfw", ".tiffw", ".wld"),
-    ".png": (".pgw", ".pngw", ".wld"),
-    ".jpg": (".jgw", ".jpgw", ".wld"),
-    ".jpeg": (".jgw", ".jpegw", ".wld"),
-}
 
 
 @dataclass(frozen=True)
@@ -145,7 +138,7 @@ def read_chip_folder(
     path: str | Path,
     *,
     val_fraction: float = 0.1,
-    block_size: int = 4,
+    block_size: int | None = None,
     seed: int = 0,
     progress: ProgressArg = True,
 ) -> ChipFolder:
@@ -160,16 +153,17 @@ def read_chip_folder(
     reported (ClassSchemeError naming them and the chip) when the chip is read.
 
     The split comes from ``chips.gpkg``. ArcGIS folders have none, so a validation set is
-    held out spatially: chips are grouped into blocks of ``block_size`` x ``block_size`` chip
-    footprints, whole blocks (chosen by ``seed``) go to validation until ``val_fraction`` of
-    the chips is reached, and training chips overlapping a validation chip are marked
-    ``"buffer"``. When chip positions are unknown (no world files, no GeoTIFF transform), the
-    last ``val_fraction`` of the chips by index are held out instead.
+    held out spatially by the export's own rule (:func:`~geospade.chips.split.split_chips`):
+    whole blocks of chips, chosen by ``seed``, go to validation, and training chips
+    overlapping a validation chip are marked ``"buffer"`` (neither trained nor validated on).
+    When chip positions are unknown (no world files, no GeoTIFF transform), the last
+    ``val_fraction`` of the chips by index are held out instead.
 
     Args:
         path: the chip folder.
         val_fraction: share of chips held out for validation in folders without a split.
-        block_size: side, in chips, of the blocks held out together in such folders.
+        block_size: side, in chip footprints, of the blocks held out together in such
+            folders; default: 4 chip steps, halved on small folders (as an export's default).
         seed: chooses the held-out blocks.
         progress: progress bar while scanning label values (only when no class list exists).
 
@@ -216,7 +210,7 @@ def read_chip_folder(
 
     split_method = "geospade"
     if any(s is None for s in splits):
-        records, split_method = _hold_out(records, tile_size, val_fraction, block_size, seed)
+        records, split_method = _hold_out(root, records, tile_size, val_fraction, block_size, seed)
     label_nodata = _int_nodata(export_info.get("label_nodata"))
     if label_nodata is not None and label_nodata not in scheme.values:
         records = [dataclasses.replace(r, nodata=label_nodata) for r in records]
@@ -235,7 +229,7 @@ def read_chip_folders(
     *,
     classes: ClassScheme | str | Path | None = None,
     val_fraction: float = 0.1,
-    block_size: int = 4,
+    block_size: int | None = None,
     seed: int = 0,
     progress: ProgressArg = True,
 ) -> ChipFolder:
@@ -336,18 +330,27 @@ def _list_pairs(root: Path) -> tuple[list[tuple[int, Path, Path]], list[str | No
 
 
 def _pairs_from_gpkg(gpkg: Path) -> tuple[list[tuple[int, Path, Path]], list[str | None]]:
-    """Chip pairs and splits from geospade's chips.gpkg (a GeoPackage is SQLite underneath)."""
+    """Chip pairs and splits from geospade's chips.gpkg, read as it was written (pyogrio)."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError, FieldError
+
     root = gpkg.parent
     try:
-        # closing(): a sqlite3 connection's own context manager commits but never closes.
-        with closing(sqlite3.connect(f"{gpkg.resolve().as_uri()}?mode=ro", uri=True)) as con:
-            rows = con.execute('SELECT "index", "image", "label", "split" FROM "chips"').fetchall()
-    except sqlite3.Error as exc:
+        table = pyogrio.read_dataframe(gpkg, layer="chips", read_geometry=False,
+                                       columns=["index", "image", "label", "split"])
+    except (DataSourceError, DataLayerError, FieldError) as exc:
         raise InputError(f"cannot read the chip table ({exc})", path=gpkg,
                          hint="Export the chips again; chips.gpkg needs a layer 'chips' with "
                               "columns index, image, label, split.") from None
-    if not rows:
+    missing = {"index", "image", "label", "split"} - set(table.columns)
+    if missing:  # pyogrio leaves out requested columns the layer lacks
+        raise InputError(f"the chip table has no column {', '.join(sorted(missing))}", path=gpkg,
+                         hint="Export the chips again; chips.gpkg needs a layer 'chips' with "
+                              "columns index, image, label, split.")
+    if table.empty:
         raise InputError("the chip table is empty", path=gpkg, hint="Export the chips again.")
+    rows = list(zip(table["index"].tolist(), table["image"].tolist(), table["label"].tolist(),
+                    table["split"].tolist(), strict=True))
     pairs = [(int(i), root / img, root / lab) for i, img, lab, _ in rows]
     splits = []
     for (i, _, _, split) in rows:
@@ -472,7 +475,7 @@ def _int_nodata(nodata) -> int | None:
 
 def _scan_scheme(records: Sequence[ChipRecord], name: str, progress: ProgressArg) -> ClassScheme:
     """A scheme of the label values present in the chips (the folder lists no classes)."""
-    counts: dict[int, int] = {}
+    counts: collections.Counter = collections.Counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bar = progress_bar(progress, total=len(records), desc="scanning label values",
@@ -485,12 +488,10 @@ def _scan_scheme(records: Sequence[ChipRecord], name: str, progress: ProgressArg
                     raise ClassSchemeError(
                         f"label chip has dtype {data.dtype}; labels must be integer class values",
                         path=record.label, hint="Export the labels from a classified raster.")
-                values, n = np.unique(data.compressed(), return_counts=True)
-                for v, c in zip(values.tolist(), n.tolist(), strict=True):
-                    counts[v] = counts.get(v, 0) + c
+                counts.update(value_counts(data))
                 bar.update(1)
         with open_raster(records[0].label, "label chip") as ds:
-            scheme = scheme_from_raster(ds, counts=counts)
+            scheme = scheme_from_raster(ds, counts=dict(counts))
     if scheme.name == Path(records[0].label).stem:
         scheme = ClassScheme(scheme.classes, scheme.nodata, name)
     return scheme
@@ -545,7 +546,10 @@ def _esri_crs(spatial_reference: dict):
 
 
 def chip_transform(path: Path, transform: Affine | None = None) -> Affine | None:
-    """A chip's pixel-corner transform: its world file, else its own (GeoTIFF) transform.
+    """A chip's pixel-corner transform, as GDAL reads it: its own, else its world file's.
+
+    GDAL looks for the world file names ArcGIS and GDAL write (``.tfw``, ``.pgw``, ``.jgw``,
+    ``.wld`` and the four-letter forms) by itself.
 
     Args:
         path: the chip.
@@ -554,15 +558,10 @@ def chip_transform(path: Path, transform: Affine | None = None) -> Affine | None
     Returns:
         None when the chip is not georeferenced.
     """
-    for suffix in WORLD_FILE_SUFFIXES.get(path.suffix.lower(), (".wld",)):
-        world = path.with_suffix(suffix)
-        if world.exists():
-            try:
-                return read_world_file(world)
-            except ValueError:
-                break
     if transform is None:
-        with warnings.catch_warnings():
+        # Without the directory listing GDAL probes for each sibling file by name instead:
+        # much faster in a folder of many thousand chips.
+        with warnings.catch_warnings(), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="TRUE"):
             warnings.simplefilter("ignore")
             with open_raster(path, "chip") as ds:
                 transform = ds.transform
@@ -572,10 +571,13 @@ def chip_transform(path: Path, transform: Affine | None = None) -> Affine | None
 # -- the train / validation split -------------------------------------------------------------
 
 
-def _hold_out(records: list[ChipRecord], tile_size: int, val_fraction: float, block_size: int,
-              seed: int) -> tuple[list[ChipRecord], str]:
+def _hold_out(root: Path, records: list[ChipRecord], tile_size: int, val_fraction: float,
+              block_size: int | None, seed: int) -> tuple[list[ChipRecord], str]:
     """Assign splits to chips of a folder without one: spatially when positions are known."""
-    if val_fraction <= 0 or len(records) < 2:
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"validation fraction {val_fraction} is not in [0, 1)", path=root,
+                         hint="Use e.g. val_fraction=0.1.")
+    if val_fraction == 0 or len(records) < 2:
         return [_with_split(r, "train") for r in records], "index"
     transforms = []
     for r in records:
@@ -583,64 +585,45 @@ def _hold_out(records: list[ChipRecord], tile_size: int, val_fraction: float, bl
         if t is None:
             t = chip_transform(r.image)
         if t is None:
-            transforms = None
-            break
+            n_val = min(max(1, round(val_fraction * len(records))), len(records) - 1)
+            splits = ["train"] * (len(records) - n_val) + ["val"] * n_val
+            return [_with_split(r, s) for r, s in zip(records, splits, strict=True)], "index"
         transforms.append(t)
-    if transforms is None:
-        n_val = min(max(1, round(val_fraction * len(records))), len(records) - 1)
-        splits = ["train"] * (len(records) - n_val) + ["val"] * n_val
-        method = "index"
+    offsets = _pixel_offsets(transforms)
+    if block_size is None:
+        block = default_block(offsets[:, 0].max(), offsets[:, 1].max(),
+                              _chip_step(offsets, tile_size))
     else:
-        corners = np.array([(t.c, t.f) for t in transforms], dtype=np.float64)
-        size = (abs(transforms[0].a) * tile_size, abs(transforms[0].e) * tile_size)
-        splits = spatial_hold_out(corners, size, val_fraction, block_size, seed)
-        method = "spatial"
-    return [_with_split(r, s) for r, s in zip(records, splits, strict=True)], method
+        block = int(block_size) * tile_size
+    try:
+        split = split_chips([r.index for r in records], offsets, tile_size,
+                            val_fraction=val_fraction, block_size=block, seed=seed)
+    except InputError as exc:
+        if block_size is not None:
+            raise InputError(exc.message, path=root,
+                             hint="Use a smaller block size (in chips), or val_fraction 0."
+                             ) from None
+        log.warning("%s: chips too few or too close together to hold some out for "
+                    "validation; all train", root)
+        return [_with_split(r, "train") for r in records], "index"
+    names = {**split.assignment(), **{i: "buffer" for i in split.dropped}}
+    return [_with_split(r, names[r.index]) for r in records], "spatial"
+
+
+def _pixel_offsets(transforms: Sequence[Affine]) -> np.ndarray:
+    """(row, col) pixel offset of each chip's top-left corner from the folder's top-left."""
+    x = np.array([t.c for t in transforms], dtype=np.float64)
+    y = np.array([t.f for t in transforms], dtype=np.float64)
+    res_x, res_y = abs(transforms[0].a), abs(transforms[0].e)
+    return np.stack([(y.max() - y) / res_y, (x - x.min()) / res_x], axis=1)
+
+
+def _chip_step(offsets: np.ndarray, tile_size: int) -> int:
+    """Pixels between neighbouring chips (the export's stride): the smallest gap found."""
+    gaps = np.concatenate([np.diff(np.unique(np.round(offsets[:, axis]))) for axis in (0, 1)])
+    gaps = gaps[gaps > 0]
+    return int(min(gaps.min(), tile_size)) if gaps.size else tile_size
 
 
 def _with_split(record: ChipRecord, split: str) -> ChipRecord:
     return dataclasses.replace(record, split=split)
-
-
-def spatial_hold_out(corners: np.ndarray, size: tuple[float, float], val_fraction: float,
-                  block_size: int = 4, seed: int = 0) -> list[str]:
-    """Split chips into train/val by blocks of neighbouring chips, never overlapping.
-
-    Args:
-        corners: (N, 2) map x and y of each chip's top-left corner.
-        size: chip footprint (width, height) in map units.
-        val_fraction: share of chips to hold out (at least one block, never all of them).
-        block_size: block side in chip footprints; halved until there are two blocks or more.
-        seed: chooses which blocks are held out.
-
-    Returns:
-        ``"train"``, ``"val"`` or ``"buffer"`` (a train chip overlapping a val chip) per chip.
-    """
-    width, height = size
-    cols = (corners[:, 0] - corners[:, 0].min()) / width
-    rows = (corners[:, 1].max() - corners[:, 1]) / height
-    block = max(int(block_size), 1)
-    while True:
-        keys = np.stack([np.floor(rows / block + 1e-9), np.floor(cols / block + 1e-9)], axis=1)
-        blocks, block_of = np.unique(keys, axis=0, return_inverse=True)
-        if len(blocks) >= 2 or block == 1:
-            break
-        block = max(block // 2, 1)
-    block_of = block_of.reshape(-1)
-    is_val = np.zeros(len(corners), dtype=bool)
-    if len(blocks) >= 2:
-        target = max(1, round(val_fraction * len(corners)))
-        for b in np.random.default_rng(seed).permutation(len(blocks))[:-1]:
-            is_val |= block_of == b
-            if is_val.sum() >= target:
-                break
-    splits = np.where(is_val, "val", "train").astype(object)
-    # Chips overlap when the stride is below the chip size: a train chip that shares pixels
-    # with a val chip would leak them, so it is set aside.
-    val_corners = corners[is_val]
-    for i in np.flatnonzero(~is_val):
-        dx = np.abs(val_corners[:, 0] - corners[i, 0])
-        dy = np.abs(val_corners[:, 1] - corners[i, 1])
-        if np.any((dx < width * (1 - 1e-6)) & (dy < height * (1 - 1e-6))):
-            splits[i] = "buffer"
-    return [str(s) for s in splits]

@@ -55,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log details and show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"geospade.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"geospade.cli.{module_name}":
-                continue  # subcommand not part of this build
-            raise
+        module = importlib.import_module(f"geospade.cli.{module_name}")
         command = sub.add_parser(name, help=help_text, description=module.__doc__,
                                  formatter_class=_HelpFormatter)
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

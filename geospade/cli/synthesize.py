@@ -33,8 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0,
                         help="noise seed: one style for the whole raster")
-    parser.add_argument("--style-image", default=None,
-                        help="reference image for models with a style encoder")
     parser.add_argument("--map-unknown", type=int, default=None, metavar="VALUE",
                         help="class value for land-cover values the model has not seen "
                              "(default: such values are an error)")
@@ -88,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         tile_size=args.tile_size, halo=args.halo, feather=args.feather,
         batch_size=args.batch_size, device=args.device, seed=args.seed,
-        style_image=args.style_image, map_unknown=args.map_unknown, resample=args.resample,
+        map_unknown=args.map_unknown, resample=args.resample,
         cog=args.cog, preview=preview, overwrite=args.overwrite, progress=args.progress)
     if args.threads is not None and args.workers is None:
         raise InputError(f"--threads {args.threads} sets the threads of local workers",

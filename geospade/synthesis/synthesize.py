@@ -218,7 +218,6 @@ def synthesize(
     batch_size: int = 4,
     device: str = "auto",
     seed: int = 0,
-    style_image: str | Path | None = None,
     map_unknown: int | None = None,
     resample: bool = False,
     cog: bool = False,
@@ -250,7 +249,6 @@ def synthesize(
         batch_size: tiles per generator forward pass.
         device: "auto", "cpu", "cuda" or "cuda:N".
         seed: noise seed: one style for the whole raster; the same seed gives the same output.
-        style_image: reference image for a model with a style encoder.
         map_unknown: class value that land-cover values outside the model's scheme become
             (default: such values are an error listing them).
         resample: resample the land cover (nearest) to the training resolution when it
@@ -283,7 +281,7 @@ def synthesize(
                          hint="Add --workers N, --scheduler ADDRESS or --scheduler-file FILE.")
     if preview is not None:
         preview = check_output_file(preview, overwrite)
-    check_not_input([out, preview], {"land cover": landcover, "style image": style_image,
+    check_not_input([out, preview], {"land cover": landcover,
                                      "checkpoint": checkpoint_input(checkpoint)})
     suffixes = (".vrt",) if output_format == "vrt" else GEOTIFF_SUFFIXES
     if out.suffix.lower() not in suffixes:
@@ -295,7 +293,6 @@ def synthesize(
                               "quick-look beside it.")
     check_batch_size(batch_size)
     model = load_model(checkpoint, device)
-    _check_style(model, style_image)
     with open_raster(landcover, "land cover") as dataset:
         check_landcover(dataset)
         source_ds, resampled = _training_view(dataset, model, resample)
@@ -337,13 +334,6 @@ def check_batch_size(batch_size: int) -> None:
     if int(batch_size) < 1:
         raise InputError(f"batch size {batch_size} must be at least 1 (tiles per generator "
                          "pass)", hint="Use --batch-size 4, or 1 to save memory.")
-
-
-def _check_style(model: LoadedModel, style_image) -> None:
-    """This generation of models takes its style from the seed; say so for --style-image."""
-    if style_image is not None and not hasattr(model.generator, "encode_style"):
-        raise InputError("this model has no style encoder; its style comes from the noise seed",
-                         path=style_image, hint="Drop --style-image and choose a --seed.")
 
 
 def _training_view(dataset, model: LoadedModel, resample: bool):

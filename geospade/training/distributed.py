@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset, DistributedSampler
 
 from geospade.device import resolve_device
 
@@ -100,15 +101,19 @@ def epoch_order(num_items: int, seed: int, epoch: int, rank: int = 0,
                 world_size: int = 1) -> list[int]:
     """This rank's chip indices for ``epoch``: a pure function of (seed, epoch).
 
-    Like DistributedSampler with ``set_epoch``: one shuffled permutation per epoch, padded by
-    wrapping around to a multiple of ``world_size``, and rank ``r`` takes items r, r+W, ...
-    Being stateless, it lets a resumed run skip exactly the items already consumed.
+    torch's :class:`~torch.utils.data.DistributedSampler` after ``set_epoch(epoch)``: one
+    shuffled permutation per epoch, padded by wrapping around to a multiple of
+    ``world_size``, rank ``r`` taking items r, r+W, ... Built afresh for each epoch, it keeps
+    no state, so a resumed run skips exactly the items already consumed. The sampler's seed
+    is ``seed * 1_000_003`` so that orders match those of runs started before it was used.
     """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(num_items, generator=generator).tolist()
-    padded = -(-num_items // world_size) * world_size
-    order += order[: padded - num_items]
-    return order[rank::world_size]
+    # The sampler only asks the dataset for its length: a range of the chip indices does.
+    items = cast(Dataset, range(num_items))
+    sampler: DistributedSampler[int] = DistributedSampler(
+        items, num_replicas=world_size, rank=rank, shuffle=True, seed=seed * 1_000_003,
+        drop_last=False)
+    sampler.set_epoch(epoch)
+    return list(sampler)
 
 
 def rng_state() -> dict:

@@ -40,10 +40,12 @@ from geospade.models import (
     one_hot,
     recompute_batchnorm_stats,
 )
+from geospade.preview import write_png
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
     check_not_input,
     check_writable,
+    output_exists,
     partial_prefix,
     remove_stale_partials,
 )
@@ -52,7 +54,7 @@ from geospade.training.config import TrainConfig
 from geospade.training.distributed import Process
 from geospade.training.logs import MetricsLog, require_tensorboard
 from geospade.training.loss import DISCRIMINATOR_OF, Batch, LossTerms, build_objective
-from geospade.training.visuals import sample_grid, write_png
+from geospade.training.visuals import sample_grid
 
 #: The slim inference checkpoint beside latest.pt (EMA generator and model card only).
 GENERATOR_FILE = "generator.pt"
@@ -520,7 +522,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, process: Proce
             raise CheckpointError("nothing to resume: no checkpoints/latest.pt", path=run_dir,
                                   hint="Start a new run without --resume.")
         return load_checkpoint(latest, map_location="cpu")
-    has_run = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    has_run = output_exists(run_dir)
     if has_run and not overwrite:
         raise OutputExistsError("run folder is not empty", path=run_dir,
                                 hint="Pass --resume to continue this run, --overwrite to start "
@@ -756,7 +758,8 @@ def write_samples(path: Path, generator_ema: SpadeGenerator, chips: dict, scheme
     noise = generator_ema.make_noise(batch, height, width, seed, device=device)
     generator_ema.eval()
     fake = generator_ema(one_hot(labels, num_classes), noise)
-    write_png(path, sample_grid(chips["label"], chips["image"], fake, scheme))
+    grid = sample_grid(chips["label"], chips["image"], fake, scheme)
+    write_png(path, grid.transpose(2, 0, 1), overwrite=True)
 
 
 def check_finite(step: int, losses: dict[str, torch.Tensor], process: Process,

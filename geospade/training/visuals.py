@@ -1,14 +1,10 @@
 """Sample grids for watching training: one row per chip, label colours | real | generated.
 
-Each grid has a heading over its columns (geospade's own bitmap font). PNG files are written
-with zlib alone so that no imaging library is needed.
+Each grid has a heading over its columns (geospade's own bitmap font); the trainer writes it
+with :func:`geospade.preview.write_png`, as every stage writes its PNGs.
 """
 
 from __future__ import annotations
-
-import struct
-import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,20 +57,3 @@ def sample_grid(labels: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
         return grid
     strip = heading_strip(SAMPLE_HEADINGS, [width] * 3, gap).transpose(1, 2, 0)
     return np.concatenate([strip, grid], axis=0)
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write an (H, W, 3) uint8 array as an 8-bit RGB PNG."""
-    path = Path(path)
-    height, width, _ = rgb.shape
-    raw = b"".join(b"\x00" + np.ascontiguousarray(rgb[y]).tobytes() for y in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-    return path
