@@ -54,7 +54,7 @@ def test_config_defaults_follow_spade():
     assert (cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2) == (1e-4, 4e-4, 0.0, 0.9)
     assert cfg.lambda_fm == 10.0
     assert TrainConfig(preset="paper").total_steps(100) == 5000
-    assert cfg.total_steps(100) == 900  # the cpu preset's recipe
+    assert cfg.total_steps(100) == 500  # the cpu preset's recipe
     assert TrainConfig(epochs=3).total_steps(100) == 300
 
 
