@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 pytest.importorskip("distributed")
 
@@ -23,8 +24,14 @@ from test_synthesize import NODATA, blocky_labels, small_model, write_landcover 
 from geospade.cli.main import main as cli_main  # noqa: E402
 from geospade.errors import GridError, InputError, OutputExistsError  # noqa: E402
 from geospade.synthesis import synthesize  # noqa: E402
-from geospade.synthesis.distributed import TorchThreads, plan_blocks  # noqa: E402
-from geospade.synthesis.model import save_model  # noqa: E402
+from geospade.synthesis.distributed import (  # noqa: E402
+    ClusterRun,
+    TorchThreads,
+    plan_blocks,
+    plan_tasks,
+    write_on_cluster,
+)
+from geospade.synthesis.model import LoadedModel, save_model  # noqa: E402
 from geospade.synthesis.synthesize import make_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +56,23 @@ def reference(inputs, tmp_path_factory):
     """The single-process output."""
     landcover, checkpoint = inputs
     out = tmp_path_factory.mktemp("reference") / "single.tif"
-    synthesize(landcover, checkpoint, out, progress=False, **GRID)
-    return read(out)
+    result = synthesize(landcover, checkpoint, out, progress=False, **GRID)
+    return {**read(out), "generated": result.stats.generated}
+
+
+@pytest.fixture(scope="module")
+def offset(inputs, tmp_path_factory):
+    """A 150 x 230 land cover whose corner is off the tile grid (tiles start 48 rows and 40
+    columns before it), so the first and last bands between blocks are clipped by its
+    edges; with its single-process output."""
+    folder = tmp_path_factory.mktemp("offset")
+    labels = blocky_labels(150, 230, seed=9, cell=18)
+    labels[100:, :70] = NODATA
+    transform = Affine(1.0, 0.0, 360448.0 + 40, 0.0, -1.0, 4310016.0 - 48)
+    landcover = write_landcover(folder / "offset.tif", labels, transform)
+    out = folder / "single.tif"
+    result = synthesize(landcover, inputs[1], out, progress=False, **GRID)
+    return landcover, {**read(out), "generated": result.stats.generated}
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +104,30 @@ def assert_same(found: dict, expected: dict) -> None:
 # -- blocks (no cluster) ----------------------------------------------------------------------
 
 
-def test_blocks_cover_every_pixel_once_and_reach_one_tile_out(inputs):
+def test_blocks_and_bands_cover_every_pixel_once_and_each_tile_is_in_one_block(inputs):
     model = small_model()
     plan = make_plan(model, 320, 256, feather=32, **GRID)
-    blocks = plan_blocks(plan, BLOCK)
+    blocks, bands = plan_tasks(plan, BLOCK)
+    assert blocks == plan_blocks(plan, BLOCK)
     cover = np.zeros((256, 320), int)
-    for b in blocks:
-        cover[b.window.row_off:b.window.row_off + b.window.height,
-              b.window.col_off:b.window.col_off + b.window.width] += 1
+    for w in [b.inner for b in blocks] + [b.window for b in bands]:
+        cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
     assert (cover == 1).all()
-    assert len(blocks) == 6
-    # Block edges start the feather band: the block at (1, 1) starts 16 px before 128.
+    assert len(blocks) == 6 and len(bands) == 3 + 4  # tops of the 2nd row, lefts of 2 columns
+    tiles = [(t.row, t.col) for b in blocks for t in b.tiles]
+    assert sorted(tiles) == [(t.row, t.col) for t in plan.grid]  # each tile in one block
+    # Block edges start the feather band: the block at (1, 1) starts 16 px before 128, and
+    # its shard starts after the bands shared with the blocks above and to the left.
     middle = next(b for b in blocks if (b.row, b.col) == (1, 1))
     assert (middle.window.row_off, middle.window.col_off) == (112, 112)
-    # 2 x 2 tiles of its own plus the row and column of tiles before it.
-    assert {(t.row, t.col) for t in middle.tiles} == {(r, c) for r in (1, 2, 3) for c in (1, 2, 3)}
+    assert (middle.inner.row_off, middle.inner.col_off) == (144, 144)
+    assert {(t.row, t.col) for t in middle.tiles} == {(r, c) for r in (2, 3) for c in (2, 3)}
+    # Its top band with the corner blends tiles of the four blocks meeting there.
+    top = next(b for b in bands if b.name == "r00001_c00001_top")
+    assert (top.window.row_off, top.window.height, top.window.width) == (112, 32, 128)
+    assert set(top.blocks) == {"r00000_c00000", "r00000_c00001", "r00001_c00000",
+                               "r00001_c00001"}
+    assert [(t.row, t.col) for t in top.tiles] == sorted((t.row, t.col) for t in top.tiles)
     with pytest.raises(GridError, match="multiple of the tile size 64"):
         plan_blocks(plan, 100)
 
@@ -125,11 +156,80 @@ def test_vrt_output_over_shards(inputs, reference, client, tmp_path):
     out = tmp_path / "cluster.vrt"
     synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
                output_format="vrt", progress=False, **GRID)
-    shards = sorted(p.name for p in (tmp_path / "cluster.vrt.shards").glob("*.tif"))
-    assert shards == [f"r{r:05d}_c{c:05d}.tif" for r in range(2) for c in range(3)]
+    folder = tmp_path / "cluster.vrt.shards"
+    shards = sorted(p.name for p in folder.glob("*.tif"))
+    names = [f"r{r:05d}_c{c:05d}" for r in range(2) for c in range(3)]
+    bands = [f"{n}_top" for n in names[3:]] + [f"{n}_left" for n in names if "_c00000" not in n]
+    assert shards == sorted(f"{n}.tif" for n in names + bands)
+    assert not list(folder.glob("*.npz"))  # the edge files were only for the bands
     assert_same(read(out), reference)
-    records = (tmp_path / "cluster.vrt.shards" / "manifest.jsonl").read_text().splitlines()
-    assert len(records) == 7 and all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
+    records = (folder / "manifest.jsonl").read_text().splitlines()
+    assert len(records) == 1 + 6 + 7
+    assert all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
+
+
+def _tiles_generated(client) -> int:
+    """Tiles the workers' generators have generated so far, all workers together."""
+    def count() -> int:
+        from geospade.synthesis import distributed
+
+        return sum(m.tiles_generated for m in distributed._MODELS.values())
+    return sum(client.run(count).values())
+
+
+def test_every_tile_is_generated_once_as_in_one_process(inputs, reference, client, tmp_path):
+    landcover, checkpoint = inputs
+    before = _tiles_generated(client)
+    result = synthesize(landcover, checkpoint, tmp_path / "c.tif", client=client,
+                        block_size=BLOCK, progress=False, **GRID)
+    assert result.stats.generated == reference["generated"] == 19  # 20 tiles, 1 all nodata
+    assert _tiles_generated(client) - before == reference["generated"]  # counted on workers
+    assert (result.stats.blocks, result.stats.bands) == (6, 7)
+    assert_same(read(tmp_path / "c.tif"), reference)
+
+
+@pytest.mark.parametrize("block_size, blocks, bands", [
+    (64, 20, 23),   # a tile per block: empty blocks, bands clipped at the raster's edges
+    (128, 6, 7),    # 2 x 3 blocks (an odd number of columns), corners where four meet
+    (320, 1, 0),    # one block: nothing to blend between blocks
+])
+def test_blocks_at_raster_edges_corners_and_a_single_block(offset, inputs, client, tmp_path,
+                                                          block_size, blocks, bands):
+    landcover, expected = offset
+    with rasterio.open(landcover) as ds:
+        plan = make_plan(small_model(), ds.width, ds.height, transform=ds.transform, **GRID)
+    planned = plan_tasks(plan, block_size)[0]
+    if block_size == 64:  # the first row of blocks has no pixels, the last none of its own
+        assert all(b.window.height == 0 for b in planned if b.row == 0)
+        assert all(b.inner.width * b.inner.height == 0 for b in planned if b.row == 3)
+    out = tmp_path / "offset.tif"
+    before = _tiles_generated(client)
+    result = synthesize(landcover, inputs[1], out, client=client, block_size=block_size,
+                        progress=False, **GRID)
+    assert_same(read(out), expected)
+    assert (result.stats.blocks, result.stats.bands) == (blocks, bands)
+    assert result.stats.generated == expected["generated"]
+    assert _tiles_generated(client) - before == expected["generated"]
+
+
+def test_resume_after_phase_one_only(inputs, reference, client, tmp_path):
+    landcover, checkpoint = inputs
+    out = tmp_path / "two.vrt"
+    model = LoadedModel.from_checkpoint(checkpoint, "cpu")
+    with rasterio.open(landcover) as ds:
+        plan = make_plan(model, ds.width, ds.height, transform=ds.transform, **GRID)
+        run = ClusterRun(landcover, checkpoint, block_size=BLOCK, output_format="vrt")
+        first = write_on_cluster(client, run, model, plan, out, ds.crs, ds.transform,
+                                 progress=False, blocks_only=True)
+    assert first.generated == reference["generated"] and not out.exists()
+    folder = tmp_path / "two.vrt.shards"
+    assert len(list(folder.glob("*.edges.npz"))) == 6 and not list(folder.glob("*_top.tif"))
+    before = _tiles_generated(client)
+    result = synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
+                        output_format="vrt", resume=True, progress=False, **GRID)
+    assert (result.stats.reused, result.stats.bands_reused) == (6, 0)
+    assert result.stats.generated == 0 and _tiles_generated(client) == before  # none redone
+    assert_same(read(out), reference)
 
 
 def test_worker_killed_mid_run_same_output(inputs, reference, client, tmp_path):
@@ -179,16 +279,18 @@ def test_resume_after_the_client_is_killed(inputs, reference, client, tmp_path):
         proc.kill()
         proc.wait()
     kept = _records(shards)
-    assert 2 <= kept < 20, f"the client was not killed mid-run ({kept} of 20 blocks done)"
+    # 20 blocks of one tile and the 15 + 16 bands between them.
+    assert 2 <= kept < 51, f"the client was not killed mid-run ({kept} of 51 tasks done)"
     assert not out.exists()
     with pytest.raises(OutputExistsError, match="--resume"):
         synthesize(landcover, checkpoint, out, client=client, block_size=64,
                    output_format="vrt", progress=False, **GRID)
     first = json.loads((shards / "manifest.jsonl").read_text().splitlines()[1])
+    assert "edges" in first  # a block: bands finish after the blocks they blend
     (shards / first["file"]).write_bytes(b"damaged")  # its checksum no longer matches
     result = synthesize(landcover, checkpoint, out, client=client, block_size=64,
                         output_format="vrt", resume=True, progress=False, **GRID)
-    assert result.stats.reused == kept - 1
+    assert result.stats.reused + result.stats.bands_reused == kept - 1
     assert_same(read(out), reference)
 
 
