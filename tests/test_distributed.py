@@ -311,7 +311,7 @@ def test_cli_local_workers_cog(inputs, reference, tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "Dask dashboard: http" in captured.err
-    assert "6 blocks on the cluster" in captured.out
+    assert "6 blocks and 7 bands between them on the cluster" in captured.out
     assert_same(read(out), reference)
     with rasterio.open(out) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
@@ -351,6 +351,55 @@ def test_missing_scheduler_file_and_zero_workers(inputs, tmp_path, capsys):
     assert code == 2 and "--workers 0" in line and "--workers 1 or more" in line
     code, line = _error_line(capsys, [*base, "--threads", "2"])
     assert code == 2 and "Add --workers N" in line
+
+
+def test_scheduler_without_workers_fails_in_one_line(inputs, tmp_path, capsys):
+    landcover, checkpoint = inputs
+    cluster = LocalCluster(n_workers=0, dashboard_address=":0")
+    try:
+        began = time.time()
+        code, line = _error_line(capsys, [
+            "synthesize", landcover, "--checkpoint", checkpoint, "-o", str(tmp_path / "o.tif"),
+            "--scheduler", cluster.scheduler_address, "--connect-timeout", "1"])
+    finally:
+        cluster.close()
+    assert code == 2 and time.time() - began < 30
+    assert f"the Dask scheduler at {cluster.scheduler_address} has no workers after 1 s" in line
+    assert "dask worker" in line and "--connect-timeout" in line
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_interrupt_keeps_finished_shards_and_says_so(inputs, client, tmp_path, capsys,
+                                                    monkeypatch):
+    import geospade.synthesis
+    from geospade.raster import _host_tag
+
+    landcover, checkpoint = inputs
+    out = tmp_path / "o.tif"
+    shards = tmp_path / "o.tif.shards"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    partial = shards / f".r00000_c00001.tif.{dead}-{_host_tag()}.x1y2.partial.tif"
+
+    def interrupted(*args, **kwargs):  # a run stopped after two tasks, one mid-write
+        shards.mkdir()
+        records = [{"header": {}}, {"block": "r00000_c00000", "file": "r00000_c00000.tif"},
+                   {"block": "r00001_c00000_top", "file": "r00001_c00000_top.tif"}]
+        (shards / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        for r in records[1:]:
+            (shards / r["file"]).write_bytes(b"shard")
+        partial.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geospade.synthesis, "synthesize", interrupted)
+    code, line = _error_line(capsys, [
+        "synthesize", landcover, "--checkpoint", checkpoint, "-o", str(out),
+        "--scheduler", client.scheduler.address])
+    assert code == 130
+    assert line.startswith("geospade synthesize: interrupted;")
+    assert f"the 2 finished blocks and bands are kept in {shards}" in line and "--resume" in line
+    assert not partial.exists() and (shards / "r00000_c00000.tif").exists()
+    assert not out.exists()
 
 
 def test_in_process_run_does_not_import_dask(inputs, tmp_path):
