@@ -141,13 +141,28 @@ def test_cluster_options_need_a_cluster(inputs, tmp_path):
 # -- on the cluster ---------------------------------------------------------------------------
 
 
+def _tiles_generated(client) -> int:
+    """Tiles the workers' generators have generated so far, all workers together."""
+    def count() -> int:
+        from geospade.synthesis import distributed
+
+        return sum(m.tiles_generated for m in distributed._MODELS.values())
+    return sum(client.run(count).values())
+
+
 def test_cluster_output_equals_single_process(inputs, reference, client, tmp_path):
     landcover, checkpoint = inputs
     out = tmp_path / "cluster.tif"
+    before = _tiles_generated(client)
     result = synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
                         progress=False, **GRID)
     assert_same(read(out), reference)
-    assert result.stats.blocks == 6 and result.stats.reused == 0
+    assert result.stats.blocks == 6 and result.stats.reused == 0  # 2 x 3: odd, with corners
+    assert result.stats.bands == 7
+    # Every tile generated once, as in one process (20 tiles, 1 all nodata), counted on the
+    # workers' generators too.
+    assert result.stats.generated == reference["generated"] == 19
+    assert _tiles_generated(client) - before == reference["generated"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.tif"]  # shards removed
 
 
@@ -168,29 +183,8 @@ def test_vrt_output_over_shards(inputs, reference, client, tmp_path):
     assert all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
 
 
-def _tiles_generated(client) -> int:
-    """Tiles the workers' generators have generated so far, all workers together."""
-    def count() -> int:
-        from geospade.synthesis import distributed
-
-        return sum(m.tiles_generated for m in distributed._MODELS.values())
-    return sum(client.run(count).values())
-
-
-def test_every_tile_is_generated_once_as_in_one_process(inputs, reference, client, tmp_path):
-    landcover, checkpoint = inputs
-    before = _tiles_generated(client)
-    result = synthesize(landcover, checkpoint, tmp_path / "c.tif", client=client,
-                        block_size=BLOCK, progress=False, **GRID)
-    assert result.stats.generated == reference["generated"] == 19  # 20 tiles, 1 all nodata
-    assert _tiles_generated(client) - before == reference["generated"]  # counted on workers
-    assert (result.stats.blocks, result.stats.bands) == (6, 7)
-    assert_same(read(tmp_path / "c.tif"), reference)
-
-
 @pytest.mark.parametrize("block_size, blocks, bands", [
-    (64, 20, 23),   # a tile per block: empty blocks, bands clipped at the raster's edges
-    (128, 6, 7),    # 2 x 3 blocks (an odd number of columns), corners where four meet
+    (64, 20, 23),   # 4 x 5 blocks of a tile: empty blocks, bands clipped at the raster's edges
     (320, 1, 0),    # one block: nothing to blend between blocks
 ])
 def test_blocks_at_raster_edges_corners_and_a_single_block(offset, inputs, client, tmp_path,
