@@ -20,9 +20,12 @@ The model is a checkpoint given with --checkpoint, else an untrained generator o
 With ``--workers N [N ...]`` it measures synthesis on a local Dask cluster instead, side by
 side in one run: for each size, one process with ``--threads`` PyTorch threads, then N worker
 processes with threads / N threads each (blocks of ``--block-size``); it reports Mpx/s, the
-ratio to the single process (1.0 = distribution costs nothing), the peak RSS of the largest
-worker (flat across sizes when memory does not depend on the raster) and whether the output
-is identical to the single process's. Sizes below 2048 crop the demo scene.
+ratio to the single process (1.0 = distribution costs nothing; also in CPU seconds of the
+workers and client against the single process's, steadier on a shared machine, though a
+process's idle intra-op threads may spin and count), the peak RSS of the largest
+worker (flat across sizes when memory does not depend on the raster), the tile generations
+(each tile once, as in the single process) and whether the output is identical to the
+single process's. Sizes below 2048 crop the demo scene.
 
 Usage::
 
@@ -134,6 +137,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time this process (all its threads) has used, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cluster_child(args: argparse.Namespace, job: dict) -> dict:
     """One size on a fresh local cluster of ``job["workers"]`` processes (timed without the
     cluster's start-up and the workers' model loading)."""
@@ -150,17 +159,22 @@ def cluster_child(args: argparse.Namespace, job: dict) -> dict:
         with Client(cluster) as client:
             client.register_plugin(TorchThreads(job["threads"]), name="torch-threads")
             client.run(lambda: worker_model(job["checkpoint"], args.device) and None)
+            cpu_before, client_cpu = client.run(cpu_seconds), cpu_seconds()
             began = time.perf_counter()
             result = synthesize(job["landcover"], job["checkpoint"], job["out"],
                                 tile_size=args.tile_size, halo=args.halo,
                                 batch_size=args.batch_size, device=args.device, client=client,
                                 block_size=args.block_size, progress=False, overwrite=True)
             seconds = time.perf_counter() - began
+            cpu_after, client_cpu = client.run(cpu_seconds), cpu_seconds() - client_cpu
             rss = client.run(peak_rss_mb)
+            # Workers and client together (a restarted worker would be missing: none is).
+            cpu = client_cpu + sum(cpu_after[w] - cpu_before.get(w, 0.0) for w in cpu_after)
     finally:
         cluster.close()
     return {"size": job["size"], "workers": job["workers"], "threads": job["threads"],
             "seconds": round(seconds, 2), "mpx_per_s": round(job["size"] ** 2 / 1e6 / seconds, 3),
+            "cpu_seconds": round(cpu, 2),
             "peak_rss_per_worker_mb": round(max(rss.values()), 1),
             "client_rss_mb": round(peak_rss_mb(), 1), "blocks": result.stats.blocks,
             "tile_generations": result.stats.generated, "tiles": result.stats.tiles}
@@ -174,13 +188,14 @@ def single_child(args: argparse.Namespace, job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     model = LoadedModel.from_checkpoint(job["checkpoint"], args.device)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), cpu_seconds()
     result = synthesize(job["landcover"], model, job["out"], tile_size=args.tile_size,
                         halo=args.halo, batch_size=args.batch_size, progress=False,
                         overwrite=True)
     seconds = time.perf_counter() - began
     return {"size": job["size"], "workers": 0, "threads": job["threads"],
             "seconds": round(seconds, 2), "mpx_per_s": round(job["size"] ** 2 / 1e6 / seconds, 3),
+            "cpu_seconds": round(cpu_seconds() - began_cpu, 2),
             "peak_rss_per_worker_mb": round(peak_rss_mb(), 1), "tiles": result.stats.tiles,
             "tile_generations": result.stats.generated}
 
@@ -232,15 +247,19 @@ def run_workers(args: argparse.Namespace, checkpoint: Path, inputs: dict[int, Pa
                 label = f"1 process x {per_worker} threads"
             else:
                 row["ratio_to_single_process"] = round(row["mpx_per_s"] / base["mpx_per_s"], 3)
+                # CPU time is steadier than wall time on a shared machine.
+                row["cpu_ratio_to_single_process"] = round(base["cpu_seconds"]
+                                                           / row["cpu_seconds"], 3)
                 row["identical_to_single_process"] = identical(out, single_out)
                 Path(out).unlink()
                 label = f"{workers} workers x {per_worker} threads"
             results.append(row)
             extra = ("" if workers == 0 else
-                     f"  ratio {row['ratio_to_single_process']:.3f}  "
+                     f"  ratio {row['ratio_to_single_process']:.3f} (CPU time "
+                     f"{row['cpu_ratio_to_single_process']:.3f})  "
                      f"identical {row['identical_to_single_process']}  "
                      f"{row['blocks']} blocks, {row['tile_generations']} tile generations "
-                     f"for {row['tiles']} tiles")
+                     f"(1 process: {base['tile_generations']}) for {row['tiles']} tiles")
             print(f"{size:>6} px  {label:<26} {row['seconds']:8.1f} s  "
                   f"{row['mpx_per_s']:7.3f} Mpx/s  peak RSS per worker "
                   f"{row['peak_rss_per_worker_mb']:7.1f} MB{extra}", flush=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
 pytest.importorskip("distributed")
 
@@ -23,8 +24,14 @@ from test_synthesize import NODATA, blocky_labels, small_model, write_landcover 
 from geospade.cli.main import main as cli_main  # noqa: E402
 from geospade.errors import GridError, InputError, OutputExistsError  # noqa: E402
 from geospade.synthesis import synthesize  # noqa: E402
-from geospade.synthesis.distributed import TorchThreads, plan_blocks  # noqa: E402
-from geospade.synthesis.model import save_model  # noqa: E402
+from geospade.synthesis.distributed import (  # noqa: E402
+    ClusterRun,
+    TorchThreads,
+    plan_blocks,
+    plan_tasks,
+    write_on_cluster,
+)
+from geospade.synthesis.model import LoadedModel, save_model  # noqa: E402
 from geospade.synthesis.synthesize import make_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +56,23 @@ def reference(inputs, tmp_path_factory):
     """The single-process output."""
     landcover, checkpoint = inputs
     out = tmp_path_factory.mktemp("reference") / "single.tif"
-    synthesize(landcover, checkpoint, out, progress=False, **GRID)
-    return read(out)
+    result = synthesize(landcover, checkpoint, out, progress=False, **GRID)
+    return {**read(out), "generated": result.stats.generated}
+
+
+@pytest.fixture(scope="module")
+def offset(inputs, tmp_path_factory):
+    """A 150 x 230 land cover whose corner is off the tile grid (tiles start 48 rows and 40
+    columns before it), so the first and last bands between blocks are clipped by its
+    edges; with its single-process output."""
+    folder = tmp_path_factory.mktemp("offset")
+    labels = blocky_labels(150, 230, seed=9, cell=18)
+    labels[100:, :70] = NODATA
+    transform = Affine(1.0, 0.0, 360448.0 + 40, 0.0, -1.0, 4310016.0 - 48)
+    landcover = write_landcover(folder / "offset.tif", labels, transform)
+    out = folder / "single.tif"
+    result = synthesize(landcover, inputs[1], out, progress=False, **GRID)
+    return landcover, {**read(out), "generated": result.stats.generated}
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +104,30 @@ def assert_same(found: dict, expected: dict) -> None:
 # -- blocks (no cluster) ----------------------------------------------------------------------
 
 
-def test_blocks_cover_every_pixel_once_and_reach_one_tile_out(inputs):
+def test_blocks_and_bands_cover_every_pixel_once_and_each_tile_is_in_one_block(inputs):
     model = small_model()
     plan = make_plan(model, 320, 256, feather=32, **GRID)
-    blocks = plan_blocks(plan, BLOCK)
+    blocks, bands = plan_tasks(plan, BLOCK)
+    assert blocks == plan_blocks(plan, BLOCK)
     cover = np.zeros((256, 320), int)
-    for b in blocks:
-        cover[b.window.row_off:b.window.row_off + b.window.height,
-              b.window.col_off:b.window.col_off + b.window.width] += 1
+    for w in [b.inner for b in blocks] + [b.window for b in bands]:
+        cover[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] += 1
     assert (cover == 1).all()
-    assert len(blocks) == 6
-    # Block edges start the feather band: the block at (1, 1) starts 16 px before 128.
+    assert len(blocks) == 6 and len(bands) == 3 + 4  # tops of the 2nd row, lefts of 2 columns
+    tiles = [(t.row, t.col) for b in blocks for t in b.tiles]
+    assert sorted(tiles) == [(t.row, t.col) for t in plan.grid]  # each tile in one block
+    # Block edges start the feather band: the block at (1, 1) starts 16 px before 128, and
+    # its shard starts after the bands shared with the blocks above and to the left.
     middle = next(b for b in blocks if (b.row, b.col) == (1, 1))
     assert (middle.window.row_off, middle.window.col_off) == (112, 112)
-    # 2 x 2 tiles of its own plus the row and column of tiles before it.
-    assert {(t.row, t.col) for t in middle.tiles} == {(r, c) for r in (1, 2, 3) for c in (1, 2, 3)}
+    assert (middle.inner.row_off, middle.inner.col_off) == (144, 144)
+    assert {(t.row, t.col) for t in middle.tiles} == {(r, c) for r in (2, 3) for c in (2, 3)}
+    # Its top band with the corner blends tiles of the four blocks meeting there.
+    top = next(b for b in bands if b.name == "r00001_c00001_top")
+    assert (top.window.row_off, top.window.height, top.window.width) == (112, 32, 128)
+    assert set(top.blocks) == {"r00000_c00000", "r00000_c00001", "r00001_c00000",
+                               "r00001_c00001"}
+    assert [(t.row, t.col) for t in top.tiles] == sorted((t.row, t.col) for t in top.tiles)
     with pytest.raises(GridError, match="multiple of the tile size 64"):
         plan_blocks(plan, 100)
 
@@ -110,13 +141,28 @@ def test_cluster_options_need_a_cluster(inputs, tmp_path):
 # -- on the cluster ---------------------------------------------------------------------------
 
 
+def _tiles_generated(client) -> int:
+    """Tiles the workers' generators have generated so far, all workers together."""
+    def count() -> int:
+        from geospade.synthesis import distributed
+
+        return sum(m.tiles_generated for m in distributed._MODELS.values())
+    return sum(client.run(count).values())
+
+
 def test_cluster_output_equals_single_process(inputs, reference, client, tmp_path):
     landcover, checkpoint = inputs
     out = tmp_path / "cluster.tif"
+    before = _tiles_generated(client)
     result = synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
                         progress=False, **GRID)
     assert_same(read(out), reference)
-    assert result.stats.blocks == 6 and result.stats.reused == 0
+    assert result.stats.blocks == 6 and result.stats.reused == 0  # 2 x 3: odd, with corners
+    assert result.stats.bands == 7
+    # Every tile generated once, as in one process (20 tiles, 1 all nodata), counted on the
+    # workers' generators too.
+    assert result.stats.generated == reference["generated"] == 19
+    assert _tiles_generated(client) - before == reference["generated"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster.tif"]  # shards removed
 
 
@@ -125,11 +171,59 @@ def test_vrt_output_over_shards(inputs, reference, client, tmp_path):
     out = tmp_path / "cluster.vrt"
     synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
                output_format="vrt", progress=False, **GRID)
-    shards = sorted(p.name for p in (tmp_path / "cluster.vrt.shards").glob("*.tif"))
-    assert shards == [f"r{r:05d}_c{c:05d}.tif" for r in range(2) for c in range(3)]
+    folder = tmp_path / "cluster.vrt.shards"
+    shards = sorted(p.name for p in folder.glob("*.tif"))
+    names = [f"r{r:05d}_c{c:05d}" for r in range(2) for c in range(3)]
+    bands = [f"{n}_top" for n in names[3:]] + [f"{n}_left" for n in names if "_c00000" not in n]
+    assert shards == sorted(f"{n}.tif" for n in names + bands)
+    assert not list(folder.glob("*.npz"))  # the edge files were only for the bands
     assert_same(read(out), reference)
-    records = (tmp_path / "cluster.vrt.shards" / "manifest.jsonl").read_text().splitlines()
-    assert len(records) == 7 and all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
+    records = (folder / "manifest.jsonl").read_text().splitlines()
+    assert len(records) == 1 + 6 + 7
+    assert all(len(json.loads(r)["sha256"]) == 64 for r in records[1:])
+
+
+@pytest.mark.parametrize("block_size, blocks, bands", [
+    (64, 20, 23),   # 4 x 5 blocks of a tile: empty blocks, bands clipped at the raster's edges
+    (320, 1, 0),    # one block: nothing to blend between blocks
+])
+def test_blocks_at_raster_edges_corners_and_a_single_block(offset, inputs, client, tmp_path,
+                                                          block_size, blocks, bands):
+    landcover, expected = offset
+    with rasterio.open(landcover) as ds:
+        plan = make_plan(small_model(), ds.width, ds.height, transform=ds.transform, **GRID)
+    planned = plan_tasks(plan, block_size)[0]
+    if block_size == 64:  # the first row of blocks has no pixels, the last none of its own
+        assert all(b.window.height == 0 for b in planned if b.row == 0)
+        assert all(b.inner.width * b.inner.height == 0 for b in planned if b.row == 3)
+    out = tmp_path / "offset.tif"
+    before = _tiles_generated(client)
+    result = synthesize(landcover, inputs[1], out, client=client, block_size=block_size,
+                        progress=False, **GRID)
+    assert_same(read(out), expected)
+    assert (result.stats.blocks, result.stats.bands) == (blocks, bands)
+    assert result.stats.generated == expected["generated"]
+    assert _tiles_generated(client) - before == expected["generated"]
+
+
+def test_resume_after_phase_one_only(inputs, reference, client, tmp_path):
+    landcover, checkpoint = inputs
+    out = tmp_path / "two.vrt"
+    model = LoadedModel.from_checkpoint(checkpoint, "cpu")
+    with rasterio.open(landcover) as ds:
+        plan = make_plan(model, ds.width, ds.height, transform=ds.transform, **GRID)
+        run = ClusterRun(landcover, checkpoint, block_size=BLOCK, output_format="vrt")
+        first = write_on_cluster(client, run, model, plan, out, ds.crs, ds.transform,
+                                 progress=False, blocks_only=True)
+    assert first.generated == reference["generated"] and not out.exists()
+    folder = tmp_path / "two.vrt.shards"
+    assert len(list(folder.glob("*.edges.npz"))) == 6 and not list(folder.glob("*_top.tif"))
+    before = _tiles_generated(client)
+    result = synthesize(landcover, checkpoint, out, client=client, block_size=BLOCK,
+                        output_format="vrt", resume=True, progress=False, **GRID)
+    assert (result.stats.reused, result.stats.bands_reused) == (6, 0)
+    assert result.stats.generated == 0 and _tiles_generated(client) == before  # none redone
+    assert_same(read(out), reference)
 
 
 @pytest.mark.slow  # kills a worker and waits for the cluster to recover
@@ -181,16 +275,18 @@ def test_resume_after_the_client_is_killed(inputs, reference, client, tmp_path):
         proc.kill()
         proc.wait()
     kept = _records(shards)
-    assert 2 <= kept < 20, f"the client was not killed mid-run ({kept} of 20 blocks done)"
+    # 20 blocks of one tile and the 15 + 16 bands between them.
+    assert 2 <= kept < 51, f"the client was not killed mid-run ({kept} of 51 tasks done)"
     assert not out.exists()
     with pytest.raises(OutputExistsError, match="--resume"):
         synthesize(landcover, checkpoint, out, client=client, block_size=64,
                    output_format="vrt", progress=False, **GRID)
     first = json.loads((shards / "manifest.jsonl").read_text().splitlines()[1])
+    assert "edges" in first  # a block: bands finish after the blocks they blend
     (shards / first["file"]).write_bytes(b"damaged")  # its checksum no longer matches
     result = synthesize(landcover, checkpoint, out, client=client, block_size=64,
                         output_format="vrt", resume=True, progress=False, **GRID)
-    assert result.stats.reused == kept - 1
+    assert result.stats.reused + result.stats.bands_reused == kept - 1
     assert_same(read(out), reference)
 
 
@@ -211,7 +307,7 @@ def test_cli_local_workers_cog(inputs, reference, tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "Dask dashboard: http" in captured.err
-    assert "6 blocks on the cluster" in captured.out
+    assert "6 blocks and 7 bands between them on the cluster" in captured.out
     assert_same(read(out), reference)
     with rasterio.open(out) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
@@ -251,6 +347,55 @@ def test_missing_scheduler_file_and_zero_workers(inputs, tmp_path, capsys):
     assert code == 2 and "--workers 0" in line and "--workers 1 or more" in line
     code, line = _error_line(capsys, [*base, "--threads", "2"])
     assert code == 2 and "Add --workers N" in line
+
+
+def test_scheduler_without_workers_fails_in_one_line(inputs, tmp_path, capsys):
+    landcover, checkpoint = inputs
+    cluster = LocalCluster(n_workers=0, dashboard_address=":0")
+    try:
+        began = time.time()
+        code, line = _error_line(capsys, [
+            "synthesize", landcover, "--checkpoint", checkpoint, "-o", str(tmp_path / "o.tif"),
+            "--scheduler", cluster.scheduler_address, "--connect-timeout", "1"])
+    finally:
+        cluster.close()
+    assert code == 2 and time.time() - began < 30
+    assert f"the Dask scheduler at {cluster.scheduler_address} has no workers after 1 s" in line
+    assert "dask worker" in line and "--connect-timeout" in line
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_interrupt_keeps_finished_shards_and_says_so(inputs, client, tmp_path, capsys,
+                                                    monkeypatch):
+    import geospade.synthesis
+    from geospade.raster import _host_tag
+
+    landcover, checkpoint = inputs
+    out = tmp_path / "o.tif"
+    shards = tmp_path / "o.tif.shards"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    partial = shards / f".r00000_c00001.tif.{dead}-{_host_tag()}.x1y2.partial.tif"
+
+    def interrupted(*args, **kwargs):  # a run stopped after two tasks, one mid-write
+        shards.mkdir()
+        records = [{"header": {}}, {"block": "r00000_c00000", "file": "r00000_c00000.tif"},
+                   {"block": "r00001_c00000_top", "file": "r00001_c00000_top.tif"}]
+        (shards / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        for r in records[1:]:
+            (shards / r["file"]).write_bytes(b"shard")
+        partial.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geospade.synthesis, "synthesize", interrupted)
+    code, line = _error_line(capsys, [
+        "synthesize", landcover, "--checkpoint", checkpoint, "-o", str(out),
+        "--scheduler", client.scheduler.address])
+    assert code == 130
+    assert line.startswith("geospade synthesize: interrupted;")
+    assert f"the 2 finished blocks and bands are kept in {shards}" in line and "--resume" in line
+    assert not partial.exists() and (shards / "r00000_c00000.tif").exists()
+    assert not out.exists()
 
 
 def test_in_process_run_does_not_import_dask(inputs, tmp_path):

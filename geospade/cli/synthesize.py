@@ -96,11 +96,16 @@ def run(args: argparse.Namespace) -> int:
                             block_size=args.block_size, output_format=args.output_format,
                             resume=args.resume, **options)
     else:
-        result = _on_cluster(args, options)
+        try:
+            result = _on_cluster(args, options)
+        except KeyboardInterrupt:
+            return _interrupted_on_cluster(args.output)
     s = result.stats
-    if hasattr(s, "blocks"):
-        print(f"{s.blocks} blocks on the cluster ({s.reused} kept from an interrupted run); "
-              "tile counts include tiles generated again as context at block edges")
+    if hasattr(s, "blocks"):  # a cluster run's ClusterStats
+        c = vars(s)
+        print(f"{c['blocks']} blocks and {c['bands']} bands between them on the cluster "
+              f"({c['reused']} blocks and {c['bands_reused']} bands kept from an interrupted "
+              "run); each tile generated once")
     print(f"wrote {result.path} ({result.width} x {result.height} px, tiles {result.tile_size} "
           f"+ halo {result.halo}, feather {result.feather}, seed {result.seed}): "
           f"{s.generated} tiles generated, {s.skipped} all-nodata tiles skipped, "
@@ -133,3 +138,21 @@ def _on_cluster(args: argparse.Namespace, options: dict):
         return synthesize(args.landcover, args.checkpoint, args.output, client=client,
                           block_size=args.block_size, output_format=args.output_format,
                           resume=args.resume, **options)
+
+
+def _interrupted_on_cluster(output: str) -> int:
+    """Ctrl-C (or kill) during a cluster run: the output is not written, the finished shards
+    stay for --resume. Says so in one line; exit code 130 as for any interrupt."""
+    from geospade.synthesis.distributed import after_interrupt, shards_folder
+
+    finished = after_interrupt(output)  # a local cluster's workers have stopped by now
+    folder = shards_folder(output)
+    if finished:
+        kept = (f"partial files were removed; the {finished} finished blocks and bands are "
+                f"kept in {folder}: the same command with --resume continues the run "
+                "(--overwrite starts over)")
+    else:
+        kept = "partial files were removed; no block had finished"
+    print(f"geospade synthesize: interrupted; {output} was not written; {kept}.",
+          file=sys.stderr)
+    return 130

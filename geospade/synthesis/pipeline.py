@@ -214,7 +214,9 @@ def _get(q: queue.Queue, stop: threading.Event, producer: _Stage | None = None):
 
 def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed: int = 0,
                   batch_size: int = 4, map_unknown: int | None = None,
-                  progress: ProgressArg = True, tiles: Sequence[Tile] | None = None) -> RunStats:
+                  progress: ProgressArg = True, tiles: Sequence[Tile] | None = None,
+                  on_tile: Callable[[Tile, np.ndarray | None, np.ndarray], None] | None = None,
+                  ) -> RunStats:
     """Generate every tile of ``plan`` from ``source`` and write the blended result to ``sink``.
 
     Args:
@@ -229,6 +231,9 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
         tiles: generate only these tiles of ``plan.grid`` (in grid order), as a block of a
             distributed run does; cells that need other tiles are then never finished, and
             the sink must keep only the cells these tiles complete. Default: every tile.
+        on_tile: called with each tile, its kept output (None when skipped) and validity, in
+            grid order, before they are blended (a distributed run keeps the parts its
+            neighbours blend with).
 
     Returns:
         Counts and timings of the run.
@@ -268,6 +273,8 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
             if isinstance(item, _End):
                 return
             tile, output, valid = item
+            if on_tile is not None:
+                on_tile(tile, output, valid)
             for block in blender.add(tile, output, valid):
                 pixels = imagery.from_model(block.values)
                 pixels[:, ~block.valid] = 0  # masked pixels hold 0, not noise
