@@ -301,7 +301,7 @@ def remove_stale_partials(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     pattern = re.compile(re.escape(f".{path.name}") + PARTIAL_RE)
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.partial*"))
     except OSError:
@@ -414,11 +414,12 @@ def free_space(path: str | Path) -> int | None:
 def _size(n: int | None) -> str:
     if n is None:
         return "unknown space"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
 
 
 def write_failed(path: Path, why: str) -> OutputError:

@@ -27,6 +27,8 @@ from types import SimpleNamespace
 import numpy as np
 import rasterio
 import shapely
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
@@ -226,7 +228,7 @@ def export_chips(
                  for n, scene in enumerate(scenes)]
         _check_scenes(plans, resolution)
         num_tiles = sum(len(p.grid) for p in plans)
-        skipped = collections.Counter()
+        skipped: collections.Counter[str] = collections.Counter()
         for p in plans:
             skipped.update(p.plan.skipped)
         if not any(p.plan.tiles for p in plans):
@@ -238,7 +240,7 @@ def export_chips(
         label_nodata = _label_nodata(scheme, max_nodata)
         _split_scenes(plans, val_fraction, val_block, val_scenes, seed)
         for p in plans:
-            skipped["overlaps_val"] += len(p.split.dropped)
+            skipped["overlaps_val"] += len(p.assigned_split.dropped)
 
         with atomic_dir(out_dir, overwrite) as tmp:
             (tmp / "images").mkdir()
@@ -284,8 +286,8 @@ class _ScenePlan:
     scene: scenes_mod.Scene
     imagery: Path  # the file to read: the scene's one imagery file or its mosaic VRT
     grid: TileGrid
-    transform: object
-    crs: object
+    transform: Affine
+    crs: CRS
     width: int
     height: int
     count: int
@@ -299,6 +301,13 @@ class _ScenePlan:
     write_block: tuple[int, int]
     offset: int = 0
     split: Split | None = None
+
+    @property
+    def assigned_split(self) -> Split:
+        """The scene's train/val split, which :func:`_split_scenes` gives after pass 1."""
+        if self.split is None:
+            raise RuntimeError(f"scene {self.scene.name} has no split yet")
+        return self.split
 
     @property
     def label(self) -> str:
@@ -473,7 +482,7 @@ def _held_out_scenes(plans: Sequence[_ScenePlan], val_scenes, seed: int) -> set[
         return {plans[i].number for i in order}
     names = [val_scenes] if isinstance(val_scenes, str) else list(val_scenes)
     names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
-    held = set()
+    held: set[int] = set()
     for name in names:
         found = [p for p in plans if name in (p.scene.name, p.scene.landcover.name,
                                               f"{p.scene.name}{p.scene.landcover.suffix}",
@@ -499,7 +508,7 @@ def _write_scenes(root: Path, plans: Sequence[_ScenePlan], scheme: ClassScheme,
     of a scene for the next one to start; a scene's datasets are open only while its tasks
     run, so open files do not grow with the number of scenes.
     """
-    jobs = [_SceneJob(p, [t for t in p.plan.tiles if t.index in p.split.assignment()])
+    jobs = [_SceneJob(p, [t for t in p.plan.tiles if t.index in p.assigned_split.assignment()])
             for p in plans]
     jobs = [job for job in jobs if job.tiles]
     total = sum(len(job.tiles) for job in jobs)
@@ -810,13 +819,14 @@ def _write_metadata(root: Path, chips: Sequence[_Chip], plans: Sequence[_ScenePl
     names = [f"{c.index:012d}{ext}" for c in chips]
     esri.write_map_txt(root, [(f"images/{n}", f"labels/{n}") for n in names])
     first = plans[0]
-    assignment = {p.offset + i: split for p in plans for i, split in p.split.assignment().items()}
+    assignment = {p.offset + i: split for p in plans for i, split in p.assigned_split.assignment().items()}
 
     band_stats = esri.BandStats(first.count)
     pixels_per_class: collections.Counter = collections.Counter()
     images_per_class: collections.Counter = collections.Counter()
     for chip in chips:
-        band_stats.merge(chip.band_stats)
+        if chip.band_stats is not None:  # every written chip has its statistics
+            band_stats.merge(chip.band_stats)
         pixels_per_class.update(chip.class_pixels)
         images_per_class.update(v for v, n in chip.class_pixels.items() if n)
     band_names = first.band_names
@@ -870,9 +880,9 @@ def _write_metadata(root: Path, chips: Sequence[_Chip], plans: Sequence[_ScenePl
 def _split_record(plans: Sequence[_ScenePlan], val_fraction: float, val_scenes,
                   seed: int) -> dict:
     if val_scenes is None:
-        return {"val_fraction": val_fraction, "block_size": plans[0].split.block_size,
+        return {"val_fraction": val_fraction, "block_size": plans[0].assigned_split.block_size,
                 "seed": seed}
-    held = sorted(p.scene.name for p in plans if p.split.val and not p.split.train)
+    held = sorted(p.scene.name for p in plans if p.assigned_split.val and not p.assigned_split.train)
     return {"val_scenes": held, "seed": seed}
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from geospade.errors import InputError
+from geospade.models.config import ModelConfig
 from geospade.models.init import init_conv
 
 
@@ -125,12 +126,12 @@ def recompute_batchnorm_stats(generator: nn.Module, batches: Iterable,
         return 0
     from geospade.models.onehot import one_hot  # local: onehot imports nothing from here
 
+    num_classes = _num_classes(generator)
     momenta = [m.momentum for m in layers]
     for m in layers:
         m.reset_running_stats()
         m.momentum = None
     generator.train()
-    num_classes = getattr(generator, "module", generator).config.num_classes  # DDP-wrapped too
     count = 0
     try:
         device = next(generator.parameters()).device
@@ -147,3 +148,12 @@ def recompute_batchnorm_stats(generator: nn.Module, batches: Iterable,
             m.momentum = momentum
         generator.eval()
     return count
+
+
+def _num_classes(generator: nn.Module) -> int:
+    """The land-cover classes of a generator's config (of its ``module`` when DDP-wrapped)."""
+    config = getattr(getattr(generator, "module", generator), "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"{type(generator).__name__} has no ModelConfig 'config' to tell "
+                        "its number of classes")
+    return config.num_classes
