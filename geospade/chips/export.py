@@ -47,6 +47,7 @@ from geospade.errors import InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
+    RasterReader,
     aligned_view,
     atomic_dir,
     check_landcover,
@@ -326,7 +327,7 @@ class _AreaOfInterest:
         self.path = path
         self._by_crs: dict[str, shapely.Geometry] = {}
 
-    def get(self, crs) -> shapely.Geometry | None:
+    def get(self, crs: CRS) -> shapely.Geometry | None:
         if self.path is None:
             return None
         key = crs.to_wkt()
@@ -375,7 +376,7 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
                           outline, scheme, lc_meta, view_meta, write_block)
 
 
-def _meta(ds) -> SimpleNamespace:
+def _meta(ds: RasterReader) -> SimpleNamespace:
     """The properties of a dataset that :class:`_ChipWriter` reads, without the handle."""
     return SimpleNamespace(transform=ds.transform, crs=ds.crs, dtypes=ds.dtypes,
                            count=ds.count, nodata=ds.nodata, colorinterp=ds.colorinterp)
@@ -387,7 +388,8 @@ def _desc(what: str, number: int, scene: scenes_mod.Scene, options: _Options) ->
     return f"scene {number + 1}/{options.num_scenes} ({scene.name}): {what}"
 
 
-def _imagery_outline(scene: scenes_mod.Scene, crs, opened=None) -> shapely.Geometry:
+def _imagery_outline(scene: scenes_mod.Scene, crs: CRS,
+                     opened: RasterReader | None = None) -> shapely.Geometry:
     """Where the scene's imagery files have pixels, in the land cover's CRS (their union).
 
     ``opened``: the scene's one imagery file, already open.
@@ -602,7 +604,7 @@ def _check_options(tile_size: int, stride: int | None, max_nodata: float, val_fr
                     "never exported", stride, tile_size)
 
 
-def _check_format(image_format: str, img, lc) -> None:
+def _check_format(image_format: str, img: RasterReader, lc: RasterReader) -> None:
     """PNG holds at most 3 bands of 8 or 16-bit unsigned integers."""
     if image_format != "png":
         return
@@ -617,7 +619,7 @@ def _check_format(image_format: str, img, lc) -> None:
                 path=ds.name, hint="Use --format tif.")
 
 
-def _nothing_left(num_tiles: int, skipped: collections.Counter, landcover) -> InputError:
+def _nothing_left(num_tiles: int, skipped: collections.Counter, landcover: Path) -> InputError:
     reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in skipped.items() if n)
     return InputError(
         f"no chip left to export: of {num_tiles} tiles, {reasons or 'none qualified'}",
@@ -899,14 +901,14 @@ def _common_georeference(plans: Sequence[_ScenePlan]) -> dict:
             "resolution": first.resolution if same_res else None}
 
 
-def _band_names(img) -> list[str]:
+def _band_names(img: RasterReader) -> list[str]:
     descriptions = list(img.descriptions)
     if all(descriptions):
         return [str(d) for d in descriptions]
     return list(ImageryInfo(img.count, img.dtypes[0]).band_names)
 
 
-def _crs_units(crs) -> str | None:
+def _crs_units(crs: CRS) -> str | None:
     try:
         units = crs.linear_units
     except Exception:  # a CRS pyproj cannot describe; units are informative only
@@ -916,7 +918,7 @@ def _crs_units(crs) -> str | None:
 
 def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
                  assignment: dict[int, str], plans: Sequence[_ScenePlan], scheme: ClassScheme,
-                 crs) -> None:
+                 crs: CRS | None) -> None:
     """chips.gpkg: each chip's footprint, files, scene, split, nodata share and class pixels.
 
     Footprints are in the scenes' CRS when they share one, else in EPSG:4326; the
@@ -949,13 +951,13 @@ def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
     frame.to_file(path, layer="chips", driver="GPKG")
 
 
-def _crs_name(crs) -> str:
+def _crs_name(crs: CRS) -> str:
     """``EPSG:nnnn`` when the CRS has such a code, else its WKT."""
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def _to_lonlat(shape: shapely.Geometry, crs) -> shapely.Geometry:
+def _to_lonlat(shape: shapely.Geometry, crs: CRS) -> shapely.Geometry:
     """A footprint in EPSG:4326, its edges densified so that they follow the reprojection."""
     from rasterio.warp import transform_geom
 
