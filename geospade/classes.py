@@ -235,7 +235,7 @@ def _class_from_mapping(item: Mapping) -> LandCoverClass:
         raise ValueError(f"class without a value: {dict(item)}")
     color = item.get("color") or item.get("Color") or default_color(int(value))
     return LandCoverClass(int(value), str(name if name is not None else f"class_{value}"),
-                          tuple(int(c) for c in color[:3]))
+                          as_color(color))
 
 
 def _scheme(name: str, nodata: int, rows: Sequence[tuple[int, str, Color]]) -> ClassScheme:
@@ -414,7 +414,16 @@ def default_color(value: int) -> Color:
     the hue steps by the golden ratio of a turn from one value to the next.
     """
     hue = (value * 0.618033988749895) % 1.0
-    return tuple(int(255 * (0.5 + 0.5 * math.cos(2 * math.pi * (hue + k / 3)))) for k in range(3))
+    return as_color([255 * (0.5 + 0.5 * math.cos(2 * math.pi * (hue + k / 3))) for k in range(3)])
+
+
+def as_color(components: Sequence) -> Color:
+    """The first three components (red, green, blue) of a colour, as ints.
+
+    Raises ValueError when fewer than three are given.
+    """
+    red, green, blue = (int(c) for c in components[:3])
+    return red, green, blue
 
 
 def resolve_scheme(spec: str | Path | ClassScheme | None, dataset=None, **kwargs) -> ClassScheme:

@@ -56,7 +56,7 @@ def imagery_rgb(pixels: np.ndarray, imagery_info: ImageryInfo | None = None) -> 
         raise InputError(f"imagery preview needs a (bands, H, W) array, got shape {data.shape}")
     bands = _display_bands(data.shape[0], imagery_info)
     data = data[bands]
-    invalid = None if mask is None else mask[bands].any(axis=0)
+    invalid: np.ndarray | None = None if mask is None else np.any(mask[bands], axis=0)
     if data.dtype == np.uint8:
         rgb = data.copy()
     else:

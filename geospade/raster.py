@@ -20,18 +20,25 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geospade.errors import InputError, OutputError, OutputExistsError
 
+#: A raster open for reading: a file, or a view of one warped onto another grid.
+RasterReader: TypeAlias = DatasetReader | WarpedVRT
 
-def open_raster(path: str | Path, what: str = "raster"):
+
+def open_raster(path: str | Path, what: str = "raster") -> DatasetReader:
     """Open a raster for reading, or raise InputError naming the file."""
     path = Path(path)
     if not path.exists():
@@ -43,7 +50,7 @@ def open_raster(path: str | Path, what: str = "raster"):
                          hint="Give a raster GDAL can read (GeoTIFF, IMG, VRT...).") from None
 
 
-def read_pixels(dataset, what: str = "raster", method: str = "read", **kwargs) -> np.ndarray:
+def read_pixels(dataset: RasterReader, what: str = "raster", method: str = "read", **kwargs) -> np.ndarray:
     """``dataset.<method>(**kwargs)`` (``read``, ``read_masks``, ``dataset_mask``), or
     InputError naming the file when its pixels cannot be read (a header that opens over a
     truncated body)."""
@@ -57,7 +64,7 @@ def read_pixels(dataset, what: str = "raster", method: str = "read", **kwargs) -
                          hint="Write or copy it again.") from None
 
 
-def check_landcover(dataset) -> None:
+def check_landcover(dataset: RasterReader) -> None:
     """Land cover must be a single integer band: class values, never resampled reflectance."""
     if dataset.count != 1:
         raise InputError(
@@ -79,7 +86,7 @@ def check_landcover(dataset) -> None:
         )
 
 
-def require_crs(dataset, what: str) -> None:
+def require_crs(dataset: RasterReader, what: str) -> None:
     """Raise InputError when a raster has no coordinate reference system."""
     if dataset.crs is None:
         raise InputError(
@@ -90,13 +97,14 @@ def require_crs(dataset, what: str) -> None:
         )
 
 
-def same_grid(a, b) -> bool:
+def same_grid(a: RasterReader, b: RasterReader) -> bool:
     """True when two rasters share CRS, transform and size pixel for pixel."""
     return (a.crs == b.crs and a.width == b.width and a.height == b.height
             and a.transform.almost_equals(b.transform))
 
 
-def aligned_view(imagery, landcover, resampling: Resampling = Resampling.bilinear):
+def aligned_view(imagery: RasterReader, landcover: RasterReader,
+                 resampling: Resampling = Resampling.bilinear) -> RasterReader:
     """Imagery as seen on the land cover's grid (a WarpedVRT when the grids differ).
 
     Raises InputError when the two rasters do not overlap. The caller closes the view when it
@@ -110,7 +118,7 @@ def aligned_view(imagery, landcover, resampling: Resampling = Resampling.bilinea
                      width=landcover.width, height=landcover.height, resampling=resampling)
 
 
-def check_overlap(imagery, landcover) -> None:
+def check_overlap(imagery: RasterReader, landcover: RasterReader) -> None:
     """Raise InputError when the rasters' extents do not intersect."""
     left, bottom, right, top = transform_bounds(imagery.crs, landcover.crs, *imagery.bounds)
     lb = landcover.bounds
@@ -154,8 +162,8 @@ def esri_world_file(image_path: str | Path) -> Path:
     return world
 
 
-def geotiff_profile(width: int, height: int, count: int, dtype: str, crs, transform,
-                    *, nodata=None, block: int = 512) -> dict:
+def geotiff_profile(width: int, height: int, count: int, dtype: str, crs: CRS | None,
+                    transform: Affine, *, nodata: float | None = None, block: int = 512) -> dict:
     """A tiled, deflate-compressed (Big)GeoTIFF profile for windowed writing."""
     profile = {
         "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype,
@@ -301,7 +309,7 @@ def remove_stale_partials(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     pattern = re.compile(re.escape(f".{path.name}") + PARTIAL_RE)
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.partial*"))
     except OSError:
@@ -414,11 +422,12 @@ def free_space(path: str | Path) -> int | None:
 def _size(n: int | None) -> str:
     if n is None:
         return "unknown space"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
 
 
 def write_failed(path: Path, why: str) -> OutputError:

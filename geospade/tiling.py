@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from rasterio import windows
 from rasterio.windows import Window
@@ -124,7 +125,7 @@ def tile_grid(
     edge: str = "drop",
     multiple_of: int = 1,
     origin: tuple[int, int] = (0, 0),
-    source: str | None = None,
+    source: str | Path | None = None,
 ) -> TileGrid:
     """Lay a grid of ``tile_size`` tiles every ``stride`` pixels over a raster.
 

@@ -144,6 +144,8 @@ def test_esri_key_spellings():
 def test_bad_scheme_files(tmp_path):
     with pytest.raises(ClassSchemeError, match="not a class scheme"):
         ClassScheme.from_dict({"classes": [{"name": "no value"}]}, source="x.json")
+    with pytest.raises(ClassSchemeError, match="not a class scheme"):  # colours are (r, g, b)
+        ClassScheme.from_dict({"classes": [{"value": 1, "color": [0, 99]}]}, source="x.json")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ClassSchemeError, match="cannot read class scheme"):
         ClassScheme.from_json(tmp_path / "broken.json")

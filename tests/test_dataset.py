@@ -19,7 +19,8 @@ from test_folder import (
 )
 from torch.utils.data import DataLoader
 
-from geospade.chips.dataset import ChipDataset, dihedral
+from geospade.chips import dataset as dataset_mod
+from geospade.chips.dataset import ChipDataset, DecodedChipDataset, dihedral
 from geospade.chips.folder import read_chip_folder
 from geospade.classes import ClassScheme
 from geospade.errors import ClassSchemeError, InputError
@@ -113,6 +114,23 @@ def test_augmentation_is_deterministic(pro_folder):
         per_epoch.append([a.transform_of(i) for i in range(len(a))])
     assert len({tuple(p) for p in per_epoch}) > 1
     assert ChipDataset(pro_folder, split="all").transform_of(3) == 0  # augment off
+
+
+def test_decoded_dataset_reads_each_chip_once_and_gives_the_same_items(pro_folder, monkeypatch):
+    opened = []
+    open_raster = dataset_mod.open_raster
+    monkeypatch.setattr(dataset_mod, "open_raster",
+                        lambda path, what: opened.append(path) or open_raster(path, what))
+    plain = ChipDataset(pro_folder, split="all", augment=True, seed=2)
+    decoded = DecodedChipDataset(pro_folder, split="all", augment=True, seed=2)
+    for epoch in range(3):  # new augmentations of the kept chips
+        plain.set_epoch(epoch)
+        decoded.set_epoch(epoch)
+        opened.clear()
+        for i in range(len(decoded)):
+            a, b = plain[i], decoded[i]
+            assert torch.equal(a["label"], b["label"]) and torch.equal(a["image"], b["image"])
+        assert len(opened) == 2 * len(plain) * (2 if epoch == 0 else 1)  # label + image each
 
 
 def test_unknown_label_value_names_value_and_chip(tmp_path):

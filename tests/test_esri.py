@@ -178,6 +178,8 @@ def test_classes_from_esri_drop_a_nodata_that_is_a_class():
     assert scheme.colors[1] == (255, 0, 0)
     with pytest.raises(ClassSchemeError, match="lists no Classes"):
         esri.classes_from_esri({})
+    with pytest.raises(ClassSchemeError, match="Color is not three numbers"):
+        esri.classes_from_esri({"Classes": [{"Value": 5, "Name": "Roof", "Color": [255, 0]}]})
 
 
 # -- the class scheme these files carry --------------------------------------------------------

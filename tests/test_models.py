@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -191,6 +193,57 @@ def test_recompute_batchnorm_stats():
     assert torch.allclose(bn.running_mean, first)  # reset, not accumulated
     no_bn = build_generator(model_config("tiny", NUM_CLASSES, 3, norm="instance"))
     assert recompute_batchnorm_stats(no_bn, batches) == 0
+
+
+def _reference_batchnorm_stats(generator: nn.Module, batches, noise_fn=None) -> None:
+    """The statistics written out in full: reset, a cumulative average over every batch in
+    train mode, without gradients, then eval()."""
+    layers = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    generator.train()
+    with torch.no_grad():
+        for batch in batches:
+            labels = batch["label"] if isinstance(batch, dict) else batch
+            if labels.dim() == 3:
+                labels = one_hot(labels, NUM_CLASSES)
+            generator(labels, noise_fn(labels) if noise_fn is not None else None)
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+    generator.eval()
+
+
+@pytest.mark.parametrize("noise", ["fixed", "drawn"])
+def test_recompute_batchnorm_stats_match_the_reference_bit_for_bit(noise):
+    torch.manual_seed(3)
+    G = build_generator(model_config("tiny", NUM_CLASSES, 3))
+    with torch.no_grad():  # statistics far from the reset values, so a reset that is missed shows
+        G.train()(random_onehot(2, 32, 32, seed=9), G.make_noise(2, 32, 32, seed=1))
+    ref = copy.deepcopy(G)
+    index_maps = [torch.randint(0, NUM_CLASSES + 1, (2, 32, 32),
+                                generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    batches = [index_maps[0], {"label": index_maps[1]}, one_hot(index_maps[2], NUM_CLASSES)]
+
+    def noise_fn_of(model):
+        if noise == "drawn":
+            return None  # the generator draws its own: the same global RNG stream for both
+        return lambda oh: model.make_noise(oh.shape[0], 32, 32, seed=[4, 5])
+
+    torch.manual_seed(11)
+    assert recompute_batchnorm_stats(G, batches, noise_fn_of(G)) == 3
+    torch.manual_seed(11)
+    _reference_batchnorm_stats(ref, batches, noise_fn_of(ref))
+    layers = [m for m in G.modules() if isinstance(m, nn.BatchNorm2d)]
+    ref_layers = [m for m in ref.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(layers) == len(ref_layers) > 0
+    for ours, theirs in zip(layers, ref_layers, strict=True):
+        assert torch.equal(ours.running_mean, theirs.running_mean)
+        assert torch.equal(ours.running_var, theirs.running_var)
+        assert torch.equal(ours.num_batches_tracked, theirs.num_batches_tracked)
+        assert ours.momentum == theirs.momentum == 0.1
+    assert not G.training and not ref.training
 
 
 def test_training_steps_reduce_a_simple_loss():

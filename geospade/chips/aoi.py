@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import shapely
 from affine import Affine
+from rasterio.crs import CRS
 
 from geospade.errors import InputError
+from geospade.raster import RasterReader
 from geospade.tiling import Tile
 
 
@@ -35,7 +37,7 @@ def _apply(transform: Affine, col: np.ndarray, row: np.ndarray) -> tuple[np.ndar
     return a * col + b * row + c, d * col + e * row + f
 
 
-def read_aoi(path: str | Path, crs) -> shapely.Geometry:
+def read_aoi(path: str | Path, crs: CRS) -> shapely.Geometry:
     """The union of the polygons in an AOI file, reprojected to ``crs``.
 
     Raises:
@@ -81,7 +83,7 @@ def inside(aoi: shapely.Geometry, shapes: np.ndarray, tolerance: float = 0.0) ->
     return shapely.covers(aoi, shapes)
 
 
-def raster_outline(dataset, crs, densify: int = 32) -> shapely.Geometry:
+def raster_outline(dataset: RasterReader, crs: CRS, densify: int = 32) -> shapely.Geometry:
     """A raster's extent as a polygon in ``crs`` (edges densified, so curved when warped)."""
     from rasterio.warp import transform as warp_points
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,3 +172,21 @@ class ChipDataset(Dataset):
                                source=record.label)
         return labels, self.imagery.to_model(pixels).astype(np.float32, copy=False)
 
+
+
+class DecodedChipDataset(ChipDataset):
+    """A :class:`ChipDataset` that decodes each chip pair once and keeps it in memory.
+
+    For many epochs over few chips, read in one process (each DataLoader worker would keep a
+    copy of its own); augmentation still applies after reading. Takes ChipDataset's arguments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._decoded: dict[ChipRecord, tuple[np.ndarray, np.ndarray]] = {}
+
+    def read(self, record: ChipRecord) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ChipDataset.read`, from memory after the first time."""
+        if record not in self._decoded:
+            self._decoded[record] = super().read(record)
+        return self._decoded[record]

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from geospade.classes import ClassScheme, LandCoverClass, default_color
+from geospade.classes import ClassScheme, LandCoverClass, as_color, default_color
 from geospade.errors import ClassSchemeError, InputError
 
 MAP_TXT = "map.txt"
@@ -39,19 +39,18 @@ class BandStats:
     """
 
     count: int
-    num: np.ndarray = field(default=None)  # type: ignore[assignment]
-    mean: np.ndarray = field(default=None)  # type: ignore[assignment]
-    m2: np.ndarray = field(default=None)  # type: ignore[assignment]
-    minimum: np.ndarray = field(default=None)  # type: ignore[assignment]
-    maximum: np.ndarray = field(default=None)  # type: ignore[assignment]
+    num: np.ndarray = field(init=False)
+    mean: np.ndarray = field(init=False)
+    m2: np.ndarray = field(init=False)
+    minimum: np.ndarray = field(init=False)
+    maximum: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.num is None:
-            self.num = np.zeros(self.count, dtype=np.int64)
-            self.mean = np.zeros(self.count, dtype=np.float64)
-            self.m2 = np.zeros(self.count, dtype=np.float64)
-            self.minimum = np.full(self.count, np.inf)
-            self.maximum = np.full(self.count, -np.inf)
+        self.num = np.zeros(self.count, dtype=np.int64)
+        self.mean = np.zeros(self.count, dtype=np.float64)
+        self.m2 = np.zeros(self.count, dtype=np.float64)
+        self.minimum = np.full(self.count, np.inf)
+        self.maximum = np.full(self.count, -np.inf)
 
     @classmethod
     def of_pixels(cls, pixels: np.ndarray, valid: np.ndarray | None = None) -> BandStats:
@@ -278,7 +277,7 @@ def read_map_txt(folder: str | Path) -> list[tuple[Path, Path]]:
     except OSError as exc:
         raise InputError(f"cannot read the chip list ({exc.strerror})", path=path,
                          hint="Give a chip folder exported by geospade or ArcGIS Pro.") from None
-    pairs = []
+    pairs: list[tuple[Path, Path]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -286,7 +285,8 @@ def read_map_txt(folder: str | Path) -> list[tuple[Path, Path]]:
         if len(parts) != 2:
             raise InputError(f"line {number} has {len(parts)} fields: {line!r}", path=path,
                              hint="Each line must be 'images\\NAME.tif labels\\NAME.tif'.")
-        pairs.append(tuple(Path(*PureWindowsPath(p).parts) for p in parts))
+        image, label = (Path(*PureWindowsPath(p).parts) for p in parts)
+        pairs.append((image, label))
     return pairs
 
 
@@ -337,7 +337,11 @@ def classes_from_esri(metadata: Mapping, *, nodata: int | None = 0,
         if value is None:
             raise ClassSchemeError(f"Esri class entry without a value: {dict(entry)}")
         color = entry.get("Color") or default_color(int(value))
-        classes.append(LandCoverClass(int(value), str(label or f"class_{value}"),
-                                      tuple(int(c) for c in list(color)[:3])))
+        try:
+            rgb = as_color(list(color))
+        except ValueError:
+            raise ClassSchemeError(f"Esri class entry whose Color is not three numbers "
+                                   f"(red, green, blue): {dict(entry)}") from None
+        classes.append(LandCoverClass(int(value), str(label or f"class_{value}"), rgb))
     values = {c.value for c in classes}
     return ClassScheme(tuple(classes), None if nodata in values else nodata, name)

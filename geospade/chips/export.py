@@ -27,6 +27,8 @@ from types import SimpleNamespace
 import numpy as np
 import rasterio
 import shapely
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
@@ -45,6 +47,7 @@ from geospade.errors import InputError
 from geospade.imagery import ImageryInfo, range_from_stats
 from geospade.progress import ProgressArg, progress_bar
 from geospade.raster import (
+    RasterReader,
     aligned_view,
     atomic_dir,
     check_landcover,
@@ -226,7 +229,7 @@ def export_chips(
                  for n, scene in enumerate(scenes)]
         _check_scenes(plans, resolution)
         num_tiles = sum(len(p.grid) for p in plans)
-        skipped = collections.Counter()
+        skipped: collections.Counter[str] = collections.Counter()
         for p in plans:
             skipped.update(p.plan.skipped)
         if not any(p.plan.tiles for p in plans):
@@ -238,7 +241,7 @@ def export_chips(
         label_nodata = _label_nodata(scheme, max_nodata)
         _split_scenes(plans, val_fraction, val_block, val_scenes, seed)
         for p in plans:
-            skipped["overlaps_val"] += len(p.split.dropped)
+            skipped["overlaps_val"] += len(p.assigned_split.dropped)
 
         with atomic_dir(out_dir, overwrite) as tmp:
             (tmp / "images").mkdir()
@@ -284,8 +287,8 @@ class _ScenePlan:
     scene: scenes_mod.Scene
     imagery: Path  # the file to read: the scene's one imagery file or its mosaic VRT
     grid: TileGrid
-    transform: object
-    crs: object
+    transform: Affine
+    crs: CRS
     width: int
     height: int
     count: int
@@ -299,6 +302,13 @@ class _ScenePlan:
     write_block: tuple[int, int]
     offset: int = 0
     split: Split | None = None
+
+    @property
+    def assigned_split(self) -> Split:
+        """The scene's train/val split, which :func:`_split_scenes` gives after pass 1."""
+        if self.split is None:
+            raise RuntimeError(f"scene {self.scene.name} has no split yet")
+        return self.split
 
     @property
     def label(self) -> str:
@@ -317,7 +327,7 @@ class _AreaOfInterest:
         self.path = path
         self._by_crs: dict[str, shapely.Geometry] = {}
 
-    def get(self, crs) -> shapely.Geometry | None:
+    def get(self, crs: CRS) -> shapely.Geometry | None:
         if self.path is None:
             return None
         key = crs.to_wkt()
@@ -366,7 +376,7 @@ def _plan_scene(number: int, scene: scenes_mod.Scene, work: Path, given: ClassSc
                           outline, scheme, lc_meta, view_meta, write_block)
 
 
-def _meta(ds) -> SimpleNamespace:
+def _meta(ds: RasterReader) -> SimpleNamespace:
     """The properties of a dataset that :class:`_ChipWriter` reads, without the handle."""
     return SimpleNamespace(transform=ds.transform, crs=ds.crs, dtypes=ds.dtypes,
                            count=ds.count, nodata=ds.nodata, colorinterp=ds.colorinterp)
@@ -378,7 +388,8 @@ def _desc(what: str, number: int, scene: scenes_mod.Scene, options: _Options) ->
     return f"scene {number + 1}/{options.num_scenes} ({scene.name}): {what}"
 
 
-def _imagery_outline(scene: scenes_mod.Scene, crs, opened=None) -> shapely.Geometry:
+def _imagery_outline(scene: scenes_mod.Scene, crs: CRS,
+                     opened: RasterReader | None = None) -> shapely.Geometry:
     """Where the scene's imagery files have pixels, in the land cover's CRS (their union).
 
     ``opened``: the scene's one imagery file, already open.
@@ -473,7 +484,7 @@ def _held_out_scenes(plans: Sequence[_ScenePlan], val_scenes, seed: int) -> set[
         return {plans[i].number for i in order}
     names = [val_scenes] if isinstance(val_scenes, str) else list(val_scenes)
     names = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
-    held = set()
+    held: set[int] = set()
     for name in names:
         found = [p for p in plans if name in (p.scene.name, p.scene.landcover.name,
                                               f"{p.scene.name}{p.scene.landcover.suffix}",
@@ -499,7 +510,7 @@ def _write_scenes(root: Path, plans: Sequence[_ScenePlan], scheme: ClassScheme,
     of a scene for the next one to start; a scene's datasets are open only while its tasks
     run, so open files do not grow with the number of scenes.
     """
-    jobs = [_SceneJob(p, [t for t in p.plan.tiles if t.index in p.split.assignment()])
+    jobs = [_SceneJob(p, [t for t in p.plan.tiles if t.index in p.assigned_split.assignment()])
             for p in plans]
     jobs = [job for job in jobs if job.tiles]
     total = sum(len(job.tiles) for job in jobs)
@@ -593,7 +604,7 @@ def _check_options(tile_size: int, stride: int | None, max_nodata: float, val_fr
                     "never exported", stride, tile_size)
 
 
-def _check_format(image_format: str, img, lc) -> None:
+def _check_format(image_format: str, img: RasterReader, lc: RasterReader) -> None:
     """PNG holds at most 3 bands of 8 or 16-bit unsigned integers."""
     if image_format != "png":
         return
@@ -608,7 +619,7 @@ def _check_format(image_format: str, img, lc) -> None:
                 path=ds.name, hint="Use --format tif.")
 
 
-def _nothing_left(num_tiles: int, skipped: collections.Counter, landcover) -> InputError:
+def _nothing_left(num_tiles: int, skipped: collections.Counter, landcover: Path) -> InputError:
     reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in skipped.items() if n)
     return InputError(
         f"no chip left to export: of {num_tiles} tiles, {reasons or 'none qualified'}",
@@ -810,13 +821,14 @@ def _write_metadata(root: Path, chips: Sequence[_Chip], plans: Sequence[_ScenePl
     names = [f"{c.index:012d}{ext}" for c in chips]
     esri.write_map_txt(root, [(f"images/{n}", f"labels/{n}") for n in names])
     first = plans[0]
-    assignment = {p.offset + i: split for p in plans for i, split in p.split.assignment().items()}
+    assignment = {p.offset + i: split for p in plans for i, split in p.assigned_split.assignment().items()}
 
     band_stats = esri.BandStats(first.count)
     pixels_per_class: collections.Counter = collections.Counter()
     images_per_class: collections.Counter = collections.Counter()
     for chip in chips:
-        band_stats.merge(chip.band_stats)
+        if chip.band_stats is not None:  # every written chip has its statistics
+            band_stats.merge(chip.band_stats)
         pixels_per_class.update(chip.class_pixels)
         images_per_class.update(v for v, n in chip.class_pixels.items() if n)
     band_names = first.band_names
@@ -870,9 +882,9 @@ def _write_metadata(root: Path, chips: Sequence[_Chip], plans: Sequence[_ScenePl
 def _split_record(plans: Sequence[_ScenePlan], val_fraction: float, val_scenes,
                   seed: int) -> dict:
     if val_scenes is None:
-        return {"val_fraction": val_fraction, "block_size": plans[0].split.block_size,
+        return {"val_fraction": val_fraction, "block_size": plans[0].assigned_split.block_size,
                 "seed": seed}
-    held = sorted(p.scene.name for p in plans if p.split.val and not p.split.train)
+    held = sorted(p.scene.name for p in plans if p.assigned_split.val and not p.assigned_split.train)
     return {"val_scenes": held, "seed": seed}
 
 
@@ -889,14 +901,14 @@ def _common_georeference(plans: Sequence[_ScenePlan]) -> dict:
             "resolution": first.resolution if same_res else None}
 
 
-def _band_names(img) -> list[str]:
+def _band_names(img: RasterReader) -> list[str]:
     descriptions = list(img.descriptions)
     if all(descriptions):
         return [str(d) for d in descriptions]
     return list(ImageryInfo(img.count, img.dtypes[0]).band_names)
 
 
-def _crs_units(crs) -> str | None:
+def _crs_units(crs: CRS) -> str | None:
     try:
         units = crs.linear_units
     except Exception:  # a CRS pyproj cannot describe; units are informative only
@@ -906,7 +918,7 @@ def _crs_units(crs) -> str | None:
 
 def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
                  assignment: dict[int, str], plans: Sequence[_ScenePlan], scheme: ClassScheme,
-                 crs) -> None:
+                 crs: CRS | None) -> None:
     """chips.gpkg: each chip's footprint, files, scene, split, nodata share and class pixels.
 
     Footprints are in the scenes' CRS when they share one, else in EPSG:4326; the
@@ -939,13 +951,13 @@ def _write_index(path: Path, chips: Sequence[_Chip], names: Sequence[str],
     frame.to_file(path, layer="chips", driver="GPKG")
 
 
-def _crs_name(crs) -> str:
+def _crs_name(crs: CRS) -> str:
     """``EPSG:nnnn`` when the CRS has such a code, else its WKT."""
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def _to_lonlat(shape: shapely.Geometry, crs) -> shapely.Geometry:
+def _to_lonlat(shape: shapely.Geometry, crs: CRS) -> shapely.Geometry:
     """A footprint in EPSG:4326, its edges densified so that they follow the reprojection."""
     from rasterio.warp import transform_geom
 

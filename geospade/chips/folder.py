@@ -192,9 +192,8 @@ def read_chip_folder(
     if scheme_file.exists():
         scheme = ClassScheme.from_json(scheme_file)
     else:
-        scheme = _esri_scheme(stats, emd, first_label["nodata"], root.name)
-        if scheme is None:
-            scheme = _scan_scheme(records, root.name, progress)
+        listed = _esri_scheme(stats, emd, first_label["nodata"], root.name)
+        scheme = listed if listed is not None else _scan_scheme(records, root.name, progress)
 
     imagery = (ImageryInfo.from_dict(export_info["imagery"]) if "imagery" in export_info
                else _imagery_from_chip(first_image, stats, emd))
@@ -363,7 +362,7 @@ def _pairs_from_gpkg(gpkg: Path) -> tuple[list[tuple[int, Path, Path]], list[str
 
 def _pairs_from_map(root: Path) -> list[tuple[int, Path, Path]]:
     """Pairs listed in map.txt (``images\\0001.tif labels\\0001.tif`` per line)."""
-    pairs = []
+    pairs: list[tuple[int, Path, Path]] = []
     for image, label in read_map_txt(root):
         image, label = _chip_path(root, image, "images"), _chip_path(root, label, "labels")
         pairs.append((_chip_number(image, len(pairs)), image, label))

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -25,14 +25,14 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geospade.errors import InputError
-from geospade.raster import aligned_view
+from geospade.raster import RasterReader, aligned_view
 from geospade.tiling import Tile
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def landcover_view(raw, resolution: float | None):
+def landcover_view(raw: RasterReader, resolution: float | None) -> RasterReader:
     """The land cover on the chip grid: itself, or resampled (nearest) to ``resolution``."""
     if resolution is None or (math.isclose(abs(raw.transform.a), resolution)
                               and math.isclose(abs(raw.transform.e), resolution)):
@@ -54,10 +54,10 @@ class Sources:
         self._paths = (landcover, imagery)
         self._resolution = resolution
         self._local = threading.local()
-        self._opened: list = []
+        self._opened: list[RasterReader] = []
         self._lock = threading.Lock()
 
-    def get(self):
+    def get(self) -> tuple[RasterReader, RasterReader]:
         """This thread's (land cover, imagery on the land-cover grid) pair."""
         handles = getattr(self._local, "handles", None)
         if handles is None:
@@ -73,7 +73,7 @@ class Sources:
                 self._opened += opened
         return handles
 
-    def read(self, what: str, window: Window, **kwargs) -> np.ndarray:
+    def read(self, what: str, window: Window, **kwargs: Any) -> np.ndarray:
         """Pixels of this thread's land cover (``what="landcover"``) or imagery in ``window``.
 
         Raises:

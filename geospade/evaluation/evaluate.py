@@ -163,7 +163,7 @@ def evaluate(
     log.info("evaluated %d chips: synthetic mIoU %.3f (real %.3f), Frechet distance %.3f",
              len(dataset), report["synthetic"]["miou"], report["real"]["miou"],
              report["frechet"]["segmenter_features"])
-    if synthetic is not None:
+    if synthetic is not None and tile_size is not None:  # given together (checked above)
         report["seams"] = raster_scores(synthetic, int(tile_size), landcover, model.scheme,
                                         progress=progress, period=model.downsampling_factor)
     with atomic_dir(out_dir, overwrite) as tmp:
@@ -261,10 +261,12 @@ def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_
     scheme, imagery = dataset.class_scheme, model.imagery
     n = scheme.num_classes
     rows, cols = chip_offsets(dataset.records, dataset.folder)
-    scores = ChipScores(np.zeros((n, n), np.int64), np.zeros((n, n), np.int64), [], [],
-                        ColourStats(n, imagery.count), ColourStats(n, imagery.count), [],
-                        PanelPicker(panel_chips), realism_real=RealismStats(n, imagery.count),
-                        realism_synthetic=RealismStats(n, imagery.count))
+    realism_real, realism_synthetic = RealismStats(n, imagery.count), RealismStats(n, imagery.count)
+    no_features = np.zeros((0, 0), np.float32)  # until the loop's features are joined below
+    scores = ChipScores(np.zeros((n, n), np.int64), np.zeros((n, n), np.int64), no_features,
+                        no_features, ColourStats(n, imagery.count), ColourStats(n, imagery.count),
+                        [], PanelPicker(panel_chips), realism_real=realism_real,
+                        realism_synthetic=realism_synthetic)
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(1, batch_size))
     features_real, features_syn = [], []
     with progress_bar(progress, total=len(dataset), desc="evaluate", unit="chip") as bar:
@@ -287,8 +289,8 @@ def score_chips(model, segmenter, dataset, *, seed: int, batch_size: int, panel_
                 scores.inception_synthetic.append(inception(generated))
             scores.colours_real.add(real_px, labels)
             scores.colours_synthetic.add(syn_px, labels)
-            scores.realism_real.add(real_px, labels)
-            scores.realism_synthetic.add(syn_px, labels)
+            realism_real.add(real_px, labels)
+            realism_synthetic.add(syn_px, labels)
             for j, i in enumerate(index):
                 scores.confusion_real += confusion_matrix(pred_real[j], labels[j], n,
                                                           scheme.ignore_index)

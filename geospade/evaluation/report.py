@@ -180,7 +180,7 @@ def panel_image(panel, scheme: ClassScheme, imagery: ImageryInfo, gap: int = 8) 
     gap, then rows of the best chips."""
     groups = [[panel_row(c, scheme, imagery) for c in chips]
               for chips in (panel.worst, panel.best) if chips]
-    parts = []
+    parts: list[np.ndarray] = []
     for g, rows in enumerate(groups):
         for r, row in enumerate(rows):
             if parts:

@@ -12,7 +12,6 @@ carries the class scheme and imagery scaling, so evaluation can check it fits th
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import sys
@@ -226,7 +225,7 @@ def train_segmenter(
         InputError: no training chips, or bad options.
         TrainingDivergedError: the loss became non-finite.
     """
-    from geospade.chips.dataset import ChipDataset
+    from geospade.chips.dataset import ChipDataset, DecodedChipDataset
     from geospade.device import resolve_device
 
     out_path = check_output_file(out_path, overwrite)
@@ -246,7 +245,7 @@ def train_segmenter(
     if len(train_set) * chip_bytes <= CACHE_BYTES:
         # Many epochs over few chips: decode each chip file once (augmentation still applies,
         # after reading). The loader runs in this process, so the cache is shared.
-        train_set.read = functools.lru_cache(maxsize=None)(train_set.read)
+        train_set = DecodedChipDataset(train_set.folder, split="train", augment=True, seed=seed)
     network = UNet(imagery.count, scheme.num_classes, base_channels, depth).to(device)
     weights = class_weights(train_set).to(device) if class_balance else None
     optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)

@@ -24,7 +24,8 @@ def _predictions(output: DOutput) -> list[torch.Tensor]:
     """The patch predictions per scale from a D output, a list of predictions or one tensor."""
     if isinstance(output, torch.Tensor):
         return [output]
-    return [scale[-1] if isinstance(scale, (list, tuple)) else scale for scale in output]
+    # A multi-scale D gives each scale's features with its prediction last.
+    return [scale if isinstance(scale, torch.Tensor) else scale[-1] for scale in output]
 
 
 def hinge_d_loss(real_preds: DOutput, fake_preds: DOutput) -> torch.Tensor:
@@ -66,7 +67,7 @@ def feature_matching_loss(real_feats: Sequence[Sequence[torch.Tensor]],
 
 
 # VGG19's convolutional part as in torchvision ("features.N"): channels, "M" = max pool.
-_VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+_VGG19: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
           512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 # Indices in "features" of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 and their weights.
 _TAPS = (1, 6, 11, 20, 29)
@@ -100,6 +101,9 @@ class VGGLoss(nn.Module):
         weights_path: the state_dict file.
         rgb_bands: indices of the image bands used as red, green, blue.
     """
+
+    mean: torch.Tensor  # ImageNet's per-channel mean and std (buffers, follow the device)
+    std: torch.Tensor
 
     def __init__(self, weights_path: str | Path | None, rgb_bands: Sequence[int] = (0, 1, 2)):
         super().__init__()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from geospade.errors import InputError
@@ -35,7 +36,8 @@ _STYLE_ROW = 0x5BD1E995
 # Channel tag of the field noise's lattice (keeps it independent of the spatial noise).
 _FIELD_TAG = 0x27D4EB2F
 
-IntArg = int | Sequence[int]
+#: One int for every window, or one per window (a list, tuple, array or tensor of ints).
+IntArg = int | Sequence[int] | np.ndarray | torch.Tensor
 
 
 def hash32(x: torch.Tensor) -> torch.Tensor:
@@ -64,8 +66,11 @@ def _gaussian(key: torch.Tensor) -> torch.Tensor:
 
 def _per_sample(value: IntArg, batch: int, name: str) -> list[int]:
     """One int per window from an int or a sequence (lists, tuples, arrays, tensors)."""
-    many = isinstance(value, Sequence) or getattr(value, "ndim", 0) > 0
-    values = [int(v) for v in value] if many else [int(value)] * batch
+    if isinstance(value, Sequence) or (not isinstance(value, int)
+                                       and getattr(value, "ndim", 0) > 0):
+        values = [int(v) for v in value]
+    else:
+        values = [int(value)] * batch
     if len(values) != batch:
         raise InputError(f"noise {name} has {len(values)} entries for a batch of {batch}",
                          hint="Give one value for all windows or one per window.")
@@ -142,7 +147,8 @@ def field_noise(seed: int, channels: int, height: int, width: int, row_off: int 
     corners = ((iy, ix, (1 - wy) * (1 - wx)), (iy, ix + 1, (1 - wy) * wx),
                (iy + 1, ix, wy * (1 - wx)), (iy + 1, ix + 1, wy * wx))
     value = sum(w * nodes[:, y, x] for y, x, w in corners)
-    norm = torch.sqrt(sum(w * w for _, _, w in corners))  # independent nodes: unit variance
+    squares = [w * w for _, _, w in corners]
+    norm = torch.sqrt(sum(squares[1:], squares[0]))  # independent nodes: unit variance
     return value / norm
 
 

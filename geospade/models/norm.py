@@ -9,12 +9,14 @@ while instance norm computes statistics per tile, which shows as seams.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from geospade.errors import InputError
+from geospade.models.config import ModelConfig
 from geospade.models.init import init_conv
 
 
@@ -107,7 +109,8 @@ def recompute_batchnorm_stats(generator: nn.Module, batches: Iterable,
 
     Weights averaged by EMA do not match the running statistics gathered while training, so
     the EMA generator's statistics are recomputed over some training batches: reset, then a
-    cumulative average (momentum None) over every batch, in train mode without gradients.
+    cumulative average (momentum None) over every batch, in train mode without gradients
+    (:func:`torch.optim.swa_utils.update_bn`, fed one-hot batches and the noise).
 
     Args:
         generator: the generator (usually the EMA copy).
@@ -125,25 +128,45 @@ def recompute_batchnorm_stats(generator: nn.Module, batches: Iterable,
         return 0
     from geospade.models.onehot import one_hot  # local: onehot imports nothing from here
 
-    momenta = [m.momentum for m in layers]
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-    generator.train()
-    num_classes = getattr(generator, "module", generator).config.num_classes  # DDP-wrapped too
+    num_classes = _num_classes(generator)
+    device = next(generator.parameters()).device
     count = 0
-    try:
-        device = next(generator.parameters()).device
+
+    def one_hot_batches() -> Iterator[torch.Tensor]:
+        nonlocal count
         for batch in batches:
-            labels = batch["label"] if isinstance(batch, dict) else batch
-            labels = labels.to(device)
-            if labels.dim() == 3:
-                labels = one_hot(labels, num_classes)
-            noise = noise_fn(labels) if noise_fn is not None else None
-            generator(labels, noise)
-            count += 1
+            labels = (batch["label"] if isinstance(batch, dict) else batch).to(device)
+            yield one_hot(labels, num_classes) if labels.dim() == 3 else labels
+            count += 1  # resumed once the generator has seen the batch
+
+    momenta = [m.momentum for m in layers]
+    try:
+        update_bn(one_hot_batches(), _WithNoise(generator, noise_fn))
     finally:
+        # update_bn restores the momenta itself, but not when a batch fails.
         for m, momentum in zip(layers, momenta, strict=True):
             m.momentum = momentum
         generator.eval()
     return count
+
+
+class _WithNoise(nn.Module):
+    """The generator as update_bn calls it: one argument (one-hot labels), noise added here."""
+
+    def __init__(self, generator: nn.Module,
+                 noise_fn: Callable[[torch.Tensor], torch.Tensor | None] | None):
+        super().__init__()
+        self.generator = generator
+        self.noise_fn = noise_fn
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.generator(labels, self.noise_fn(labels) if self.noise_fn is not None else None)
+
+
+def _num_classes(generator: nn.Module) -> int:
+    """The land-cover classes of a generator's config (of its ``module`` when DDP-wrapped)."""
+    config = getattr(getattr(generator, "module", generator), "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"{type(generator).__name__} has no ModelConfig 'config' to tell "
+                        "its number of classes")
+    return config.num_classes

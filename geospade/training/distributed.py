@@ -122,7 +122,10 @@ def rng_state() -> dict:
     Only tensors and plain Python values, so a checkpoint holding it loads with
     ``torch.load(weights_only=True)``: numpy's key array travels as a tensor.
     """
-    name, key, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    if not isinstance(legacy, tuple):  # numpy's global generator is always MT19937
+        raise RuntimeError(f"numpy's global random state is not MT19937: {legacy['bit_generator']}")
+    name, key, pos, has_gauss, cached = legacy
     state = {"torch": torch.get_rng_state(),
              "numpy": {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)),
                        "pos": int(pos), "has_gauss": int(has_gauss),

@@ -222,7 +222,9 @@ DISCRIMINATOR_OF = {"spade": "multiscale", "oasis": "unet"}
 
 
 def build_objective(config: TrainConfig, num_classes: int, device: torch.device) -> Objective:
-    """The objective a training configuration asks for, on ``device``."""
+    """The objective a training configuration (after :meth:`TrainConfig.resolved`) asks for."""
+    if config.lambda_l1 is None:
+        raise RuntimeError("build_objective needs TrainConfig.resolved(): lambda_l1 is unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
     if config.objective == "oasis":
         return OasisObjective(num_classes, config.lambda_labelmix, vgg, config.lambda_vgg,
