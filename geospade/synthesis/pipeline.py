@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from rasterio import windows
 from rasterio.windows import Window
 
 from geospade.classes import ClassScheme
@@ -121,14 +122,12 @@ def read_tile(source, plan: SynthesisPlan, tile: Tile, scheme: ClassScheme,
     size = plan.input_size
     window = plan.read_window(tile)
     indices = np.full((size, size), scheme.ignore_index, dtype=np.int64)
-    col0, row0 = max(window.col_off, 0), max(window.row_off, 0)
-    col1 = min(window.col_off + size, source.width)
-    row1 = min(window.row_off + size, source.height)
-    if col1 > col0 and row1 > row0:
-        labels, valid = source.read(Window(col0, row0, col1 - col0, row1 - row0))
+    inside = windows.crop(window, source.height, source.width)  # the part on the raster
+    if inside.width > 0 and inside.height > 0:
+        labels, valid = source.read(inside)
         encoded = scheme.encode(labels, valid=valid, map_unknown=map_unknown, source=source.name)
-        indices[row0 - window.row_off: row1 - window.row_off,
-                 col0 - window.col_off: col1 - window.col_off] = encoded
+        top, left = inside.row_off - window.row_off, inside.col_off - window.col_off
+        indices[top: top + inside.height, left: left + inside.width] = encoded
     known = indices != scheme.ignore_index
     rows, cols = plan.kept_slices(tile)
     core = slice(plan.halo, plan.halo + plan.tile_size)
