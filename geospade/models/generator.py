@@ -15,6 +15,8 @@ upsampling, then one per resolution, as in the published "normal" generator for 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -193,6 +195,8 @@ class SpadeGenerator(nn.Module):
                                                field_channels=cfg.noise_field,
                                                field_spacing=cfg.noise_field_spacing,
                                                device=onehot.device, dtype=onehot.dtype)
+            # noise_channels counts the style, spatial and field channels, so some are drawn.
+            assert noise is not None
             cond = torch.cat([cond, self._noise_by_class(cond, noise.to(onehot.dtype))], dim=1)
         k = self.config.num_upsampling
         x = self.head(self._downsample(cond, 2**k))
@@ -200,7 +204,7 @@ class SpadeGenerator(nn.Module):
             if j:
                 x = self._upsample(x)
             level = self._downsample(cond, 2 ** (k - j))
-            for block in stage:
+            for block in cast(nn.ModuleList, stage):  # each stage is built as a ModuleList
                 x = block(x, level)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
 

@@ -99,10 +99,10 @@ class _Cell:
     """Weighted sums waiting for the remaining tiles that touch one cell."""
 
     expected: int
+    total: np.ndarray
+    weight: np.ndarray
+    valid: np.ndarray
     added: int = 0
-    total: np.ndarray | None = None
-    weight: np.ndarray | None = None
-    valid: np.ndarray | None = None
 
 
 @dataclass
@@ -130,8 +130,7 @@ class FeatherBlender:
     @property
     def pending_pixels(self) -> int:
         """Pixels held waiting for neighbouring tiles (what bounds the blender's memory)."""
-        return sum(c.total.shape[1] * c.total.shape[2] for c in self._pending.values()
-                   if c.total is not None)
+        return sum(c.total.shape[1] * c.total.shape[2] for c in self._pending.values())
 
     @property
     def done(self) -> bool:
@@ -165,11 +164,10 @@ class FeatherBlender:
                     continue
                 cell = self._pending.get((i, j))
                 if cell is None:
-                    cell = self._pending[(i, j)] = _Cell(expected)
                     shape = (window.height, window.width)
-                    cell.total = np.zeros((self.bands, *shape), np.float32)
-                    cell.weight = np.zeros(shape, np.float32)
-                    cell.valid = valid[rows, cols].copy()
+                    cell = self._pending[(i, j)] = _Cell(
+                        expected, total=np.zeros((self.bands, *shape), np.float32),
+                        weight=np.zeros(shape, np.float32), valid=valid[rows, cols].copy())
                 if output is not None:
                     if weights is None:
                         weights = tile_weights(self.plan, tile)

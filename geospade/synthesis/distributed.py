@@ -467,7 +467,7 @@ class ClusterRun:
     """Settings of a cluster run (what :func:`geospade.synthesis.synthesize` was given)."""
 
     landcover: str | Path
-    checkpoint: object
+    checkpoint: str | Path | LoadedModel
     device: str = "auto"
     resample: bool = False
     seed: int = 0

@@ -25,7 +25,7 @@ from geospade.progress import ProgressArg, progress_bar
 from geospade.synthesis.blend import FeatherBlender
 from geospade.synthesis.model import LoadedModel
 from geospade.synthesis.plan import SynthesisPlan
-from geospade.tiling import Tile
+from geospade.tiling import Tile, TileGrid
 
 QUEUE_SIZE = 3  # batches in flight between two stages
 
@@ -237,8 +237,8 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
     Returns:
         Counts and timings of the run.
     """
-    tiles = plan.grid if tiles is None else tiles
-    stats = RunStats(tiles=len(tiles))
+    run_tiles: TileGrid | Sequence[Tile] = plan.grid if tiles is None else tiles
+    stats = RunStats(tiles=len(run_tiles))
     stop = threading.Event()
     to_generate: queue.Queue = queue.Queue(QUEUE_SIZE)
     to_write: queue.Queue = queue.Queue(QUEUE_SIZE * max(1, batch_size))
@@ -248,7 +248,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
     def read_all() -> None:
         batch: list[TileInput] = []
         try:
-            for tile in tiles:
+            for tile in run_tiles:
                 item = read_tile(source, plan, tile, scheme, map_unknown)
                 if item.indices is None:
                     if not _put(to_generate, [item], stop):
@@ -284,7 +284,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
     writer = _Stage("geospade-write", write_all, stop)
     start = time.perf_counter()
     pixels_done = 0
-    bar = progress_bar(progress, total=len(tiles), desc="synthesize", unit="tile")
+    bar = progress_bar(progress, total=len(run_tiles), desc="synthesize", unit="tile")
     reader.start()
     writer.start()
     try:
@@ -318,7 +318,7 @@ def run_synthesis(source, sink, model: LoadedModel, plan: SynthesisPlan, *, seed
         bar.close()
         reader.join(timeout=10)
         writer.join(timeout=10)
-    if tiles is plan.grid and not blender.done:  # every cell must have received all its tiles
+    if run_tiles is plan.grid and not blender.done:  # every cell must have received all its tiles
         raise RuntimeError("blending left unfinished blocks; the tile stream was incomplete")
     stats.seconds = time.perf_counter() - start
     return stats
@@ -340,7 +340,8 @@ def _generate(model: LoadedModel, batch: list[TileInput], halo: int, seed: int,
     # never depend on how the tiles fell into batches: a block of a distributed run then
     # gives exactly the pixels of the single-process run.
     padded = todo * 2 if len(todo) == 1 and batch_size > 1 else todo
-    out = model.generate(np.stack([t.indices for t in padded]),
+    # todo holds only tiles with indices; the test again here narrows their type.
+    out = model.generate(np.stack([t.indices for t in padded if t.indices is not None]),
                          [world_row + t.tile.row_off - halo for t in padded],
                          [world_col + t.tile.col_off - halo for t in padded], seed)
     model.tiles_generated -= len(padded) - len(todo)  # the copy is not a tile of the raster

@@ -306,9 +306,9 @@ def synthesize(
 
                 run = ClusterRun(landcover, checkpoint, device, resample, seed, batch_size,
                                  map_unknown, block_size, output_format, cog, resume)
-                stats = write_on_cluster(client, run, model, plan, out, source_ds.crs,
-                                         source_ds.transform, overwrite=overwrite,
-                                         progress=progress)
+                stats: RunStats = write_on_cluster(client, run, model, plan, out,
+                                                   source_ds.crs, source_ds.transform,
+                                                   overwrite=overwrite, progress=progress)
             else:
                 stats = _write_geotiff(RasterLabels(source_ds), model, plan, out,
                                        source_ds.crs, source_ds.transform, seed=seed,
@@ -367,6 +367,8 @@ def _training_view(dataset, model: LoadedModel, resample: bool):
                 if can_resample else "")
         warnings.warn(message + "." + hint, ResolutionWarning, stacklevel=3)
         return dataset, False
+    # can_resample holds only when the card records a resolution (resolution_differs).
+    assert model.card.resolution is not None
     transform, width, height = training_grid(dataset, model.card.resolution)
     warnings.warn(f"{message}; resampling the land cover (nearest) to "
                   f"{_fmt_res(model.card.resolution)}: the output is on that grid "
