@@ -59,6 +59,15 @@ def test_resume_equals_uninterrupted_run(chips, tmp_path):
 
 def test_ctrl_c_stops_after_the_step_and_resumes_exactly(chips, tmp_path):
     config = TrainConfig(preset="tiny", batch_size=4, device="cpu", log_every=1, steps=6)
+    # As in a terminal: a background job (nohup, `&`) starts with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _stop_at_step_two_and_resume(chips, tmp_path, config)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_at_step_two_and_resume(chips, tmp_path, config: TrainConfig) -> None:
 
     def press_ctrl_c(step, info):
         if step == 2:
