@@ -934,6 +934,9 @@ def _assemble(blocks: list[Block], bands: list[Band], manifest: Manifest, folder
         options = {k: v for k, v in profile.items()
                    if k not in ("driver", "width", "height", "count", "dtype", "crs",
                                 "transform", "nodata")}
+        # The workers are idle while the client assembles: compress blocks on every core
+        # (each block is compressed on its own, so the pixels are the same).
+        options["num_threads"] = "ALL_CPUS"
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
             rasterio.shutil.copy(vrt, tmp, driver="GTiff", **options)
 
