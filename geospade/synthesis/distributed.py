@@ -494,6 +494,10 @@ class BlockJob:
     shard_dir: str
     crs: str | None
     transform: tuple
+    #: Deflate the shards: only when they are the output (``--output-format vrt``). Shards
+    #: read once into the final GeoTIFF are stored raw, which saves compressing and then
+    #: decompressing every pixel once more than one process does.
+    compress_shards: bool = True
 
 
 def synthesize_block(job: BlockJob, block: Block) -> dict:
@@ -556,6 +560,9 @@ def _shard(job: BlockJob, model: LoadedModel, window: Window, shard: Path):
 
     transform = window_transform(window, Affine(*job.transform))
     profile = imagery_profile(model.imagery, window.width, window.height, job.crs, transform)
+    if not job.compress_shards:
+        profile.pop("predictor", None)
+        profile["compress"] = "none"
     env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True,
                        GDAL_CACHEMAX=block_cache_bytes(window.width, model.imagery))
     with atomic_file(shard, overwrite=True) as tmp, env, \
@@ -817,7 +824,8 @@ def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: Synthesi
         checkpoint = str(save_model(model, folder / "model.pt"))
     job = BlockJob(str(Path(run.landcover).resolve()), checkpoint, run.device, run.resample,
                    plan, run.seed, run.batch_size, run.map_unknown, str(folder),
-                   None if crs is None else crs.to_wkt(), tuple(transform)[:6])
+                   None if crs is None else crs.to_wkt(), tuple(transform)[:6],
+                   compress_shards=run.output_format == "vrt")
     stats = _run_tasks(client, job, blocks, [] if blocks_only else bands, manifest, progress)
     if blocks_only:
         return stats
