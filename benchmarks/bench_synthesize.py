@@ -146,15 +146,13 @@ def cpu_seconds() -> float:
 def cluster_child(args: argparse.Namespace, job: dict) -> dict:
     """One size on a fresh local cluster of ``job["workers"]`` processes (timed without the
     cluster's start-up and the workers' model loading)."""
-    import logging
-
-    from distributed import Client, LocalCluster
+    import dask
+    from distributed import Client
 
     from geospade.synthesis import synthesize
-    from geospade.synthesis.distributed import TorchThreads, worker_model
+    from geospade.synthesis.distributed import TorchThreads, local_cluster, worker_model
 
-    cluster = LocalCluster(n_workers=job["workers"], threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = local_cluster(job["workers"])  # the one `geospade synthesize --workers` starts
     try:
         with Client(cluster) as client:
             client.register_plugin(TorchThreads(job["threads"]), name="torch-threads")
@@ -168,6 +166,7 @@ def cluster_child(args: argparse.Namespace, job: dict) -> dict:
             seconds = time.perf_counter() - began
             cpu_after, client_cpu = client.run(cpu_seconds), cpu_seconds() - client_cpu
             rss = client.run(peak_rss_mb)
+            profiler = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
             # Workers and client together (a restarted worker would be missing: none is).
             cpu = client_cpu + sum(cpu_after[w] - cpu_before.get(w, 0.0) for w in cpu_after)
     finally:
@@ -177,7 +176,11 @@ def cluster_child(args: argparse.Namespace, job: dict) -> dict:
             "cpu_seconds": round(cpu, 2),
             "peak_rss_per_worker_mb": round(max(rss.values()), 1),
             "client_rss_mb": round(peak_rss_mb(), 1), "blocks": result.stats.blocks,
-            "tile_generations": result.stats.generated, "tiles": result.stats.tiles}
+            "task_seconds": round(result.stats.seconds, 2),
+            "worker_busy_seconds": round(result.stats.busy_seconds, 2),
+            "assembly_seconds": round(result.stats.assembly_seconds, 2),
+            "tile_generations": result.stats.generated, "tiles": result.stats.tiles,
+            "worker_profiler": any(profiler.values())}
 
 
 def single_child(args: argparse.Namespace, job: dict) -> dict:
@@ -259,7 +262,10 @@ def run_workers(args: argparse.Namespace, checkpoint: Path, inputs: dict[int, Pa
                      f"{row['cpu_ratio_to_single_process']:.3f})  "
                      f"identical {row['identical_to_single_process']}  "
                      f"{row['blocks']} blocks, {row['tile_generations']} tile generations "
-                     f"(1 process: {base['tile_generations']}) for {row['tiles']} tiles")
+                     f"(1 process: {base['tile_generations']}) for {row['tiles']} tiles; "
+                     f"tasks {row['task_seconds']:.1f} s (workers busy "
+                     f"{row['worker_busy_seconds']:.1f} s in all), assembly "
+                     f"{row['assembly_seconds']:.1f} s")
             print(f"{size:>6} px  {label:<26} {row['seconds']:8.1f} s  "
                   f"{row['mpx_per_s']:7.3f} Mpx/s  peak RSS per worker "
                   f"{row['peak_rss_per_worker_mb']:7.1f} MB{extra}", flush=True)

@@ -27,6 +27,7 @@ from geospade.synthesis import synthesize  # noqa: E402
 from geospade.synthesis.distributed import (  # noqa: E402
     ClusterRun,
     TorchThreads,
+    local_cluster,
     plan_blocks,
     plan_tasks,
     write_on_cluster,
@@ -78,14 +79,23 @@ def offset(inputs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client():
     """One local cluster of 2 worker processes (1 thread each) for the whole module."""
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
+    cluster = local_cluster(2)
     try:
         with Client(cluster) as c:
             c.register_plugin(TorchThreads(1), name="geospade-torch-threads")
             yield c
     finally:
         cluster.close()
+
+
+def test_local_cluster_workers_run_without_the_statistical_profiler(client):
+    """The profiler samples every thread each 10 ms: about 10 % of a CPU worker's time."""
+    import dask
+
+    settings = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert len(settings) == 2 and not any(settings.values())
+    assert not any(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+                   .values())
 
 
 def read(path):

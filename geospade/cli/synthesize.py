@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="PyTorch threads per local worker (default: cores / N)")
     cluster.add_argument("--block-size", type=int, default=None, metavar="PX",
                          help="side of a task's output block, a multiple of the tile size "
-                              "(default: 8192, smaller to give each worker two blocks)")
+                              "(default: 2048, smaller to give each worker two blocks)")
     cluster.add_argument("--output-format", choices=("gtiff", "vrt"), default="gtiff",
                          help="gtiff: one GeoTIFF (COG with --cog); vrt: OUTPUT.vrt over "
                               "the block GeoTIFFs in OUTPUT.vrt.shards/, for rasters too large "

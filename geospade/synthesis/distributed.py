@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import dask
 import numpy as np
 import rasterio
 import rasterio.shutil
@@ -57,11 +58,18 @@ from geospade.tiling import Tile
 
 log = logging.getLogger(__name__)
 
-# Block side: minutes of work per task on a CPU worker, and few bands between blocks
-# (phase-2 tasks, edge files)...
-DEFAULT_BLOCK_SIZE = 8192
+# Block side, fixed whatever the raster's size: a worker's memory depends on it (never on the
+# raster), and a task is a minute or so of work on a CPU worker, with few bands between
+# blocks (phase-2 tasks, edge files)...
+DEFAULT_BLOCK_SIZE = 2048
 MIN_DEFAULT_TILES = 2  # ...but smaller blocks, down to 2 x 2 tiles, to give every worker two
 CONNECT_TIMEOUT = 10.0     # seconds to reach a scheduler before giving up
+#: Dask settings of the workers of a local cluster. The statistical profiler (the dashboard's
+#: "Profile" page) samples every thread's stack each 10 ms; beside a CPU-bound PyTorch task it
+#: cost about 10 % of the throughput (measured: 0.91 of one process's Mpx/s with it, 1.01
+#: without, 8192^2 px on 2 workers). Workers of a cluster started elsewhere take the same
+#: setting from DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (docs/scale-out.md).
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 MANIFEST = "manifest.jsonl"
 OUTPUT_FORMATS = ("gtiff", "vrt")
 
@@ -89,8 +97,7 @@ def connect(workers: int | None = None, threads: int | None = None,
             raise InputError(f"--workers {workers}: a local cluster needs at least one worker",
                              hint="Use --workers 1 or more.")
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        cluster = local_cluster(workers)
         try:
             with Client(cluster) as client:
                 client.register_plugin(TorchThreads(threads), name="geospade-torch-threads")
@@ -120,6 +127,14 @@ def connect(workers: int | None = None, threads: int | None = None,
     with client:
         _wait_for_a_worker(client, where, timeout)
         yield client
+
+
+def local_cluster(workers: int) -> LocalCluster:
+    """A Dask cluster of ``workers`` processes on this machine, one task at a time each,
+    dashboard on a free port, with :data:`LOCAL_WORKER_CONFIG`."""
+    with dask.config.set(LOCAL_WORKER_CONFIG):  # the nannies pass it to their workers
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", silence_logs=logging.ERROR)
 
 
 def _wait_for_a_worker(client, where: str, timeout: float) -> None:
@@ -582,6 +597,7 @@ def blend_band(job: BlockJob, band: Band, *_blocks: dict) -> dict:
     arguments are the records of the blocks it reads, which makes it wait for them.)
     """
     model = worker_model(job.checkpoint, job.device)
+    began = time.perf_counter()
     plan, window = job.plan, band.window
     shape = (window.height, window.width)
     total = np.zeros((model.imagery.count, *shape), np.float32)
@@ -617,7 +633,8 @@ def blend_band(job: BlockJob, band: Band, *_blocks: dict) -> dict:
     with _shard(job, model, window, shard) as dst:
         RasterSink(dst).write(Window(0, 0, window.width, window.height), pixels, valid)
     return {"block": band.name, "file": shard.name, "sha256": file_sha256(shard),
-            "window": [window.col_off, window.row_off, window.width, window.height]}
+            "window": [window.col_off, window.row_off, window.width, window.height],
+            "seconds": round(time.perf_counter() - began, 3)}
 
 
 def _overlap(plan: SynthesisPlan, tile: Tile, band: Band):
@@ -775,12 +792,16 @@ class ClusterStats(RunStats):
         reused: blocks a resumed run took from the manifest instead of generating.
         bands: bands between blocks blended from the blocks' edge pixels (phase 2).
         bands_reused: bands a resumed run took from the manifest.
+        busy_seconds: seconds the workers spent inside the run's tasks, all together.
+        assembly_seconds: seconds the client spent assembling the output from the shards.
     """
 
     blocks: int = 0
     reused: int = 0
     bands: int = 0
     bands_reused: int = 0
+    busy_seconds: float = 0.0
+    assembly_seconds: float = 0.0
 
 
 def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: SynthesisPlan,
@@ -829,8 +850,10 @@ def write_on_cluster(client, run: ClusterRun, model: LoadedModel, plan: Synthesi
     stats = _run_tasks(client, job, blocks, [] if blocks_only else bands, manifest, progress)
     if blocks_only:
         return stats
+    began = time.perf_counter()
     _assemble(blocks, bands, manifest, folder, out, model.imagery, plan, crs, transform, run,
               overwrite)
+    stats.assembly_seconds = time.perf_counter() - began
     if run.output_format != "vrt":
         shutil.rmtree(folder, ignore_errors=True)
     else:  # the edge files were only for blending the bands
@@ -891,6 +914,7 @@ def _run_tasks(client, job: BlockJob, blocks: list[Block], bands: list[Band],
                 done_pixels += pixels[future.key]
                 for name in ("generated", "skipped", "forward_calls"):
                     setattr(stats, name, getattr(stats, name) + record.get(name, 0))
+                stats.busy_seconds += record.get("seconds", 0.0)
             running = sum(len(v) for v in client.processing().values())
             rate = done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9)
             bar.update(1)

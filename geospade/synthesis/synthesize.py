@@ -261,7 +261,7 @@ def synthesize(
             of tiles, with the same pixels as without it (see
             :mod:`geospade.synthesis.distributed`). None (default): in this process.
         block_size: side of a cluster task's output block in pixels, a multiple of the tile
-            size (default: 8192, smaller to give each worker two blocks). Needs ``client``.
+            size (default: 2048, smaller to give each worker two blocks). Needs ``client``.
         output_format: "gtiff" (one GeoTIFF, or a COG with ``cog``) or "vrt" (a VRT over the
             block GeoTIFFs, for rasters too large for one file). "vrt" needs ``client``.
         resume: continue an interrupted cluster run, keeping the blocks its manifest
