@@ -47,7 +47,8 @@ CHIP = 64
 #: The quickstart's recipe before the realism work (SPADE objective, CLADE, L1 10), pinned
 #: field by field so that changes of the defaults do not change it.
 RECIPES: dict[str, dict] = {
-    "former": dict(preset="cpu", objective="spade", lr_g=2e-4, lambda_l1=10.0, batch_size=8,
+    "former": dict(preset="cpu", objective="spade", lr_g=2e-4, lambda_l1=10.0,
+                   lambda_moments=0.0, batch_size=8,
                    model={"adaptive": "clade", "upsample": "nearest", "noise_field": 0,
                           "class_noise": False, "ndf": 32}),
     "default": dict(preset="cpu"),

@@ -112,16 +112,19 @@ def test_receptive_field_bounds_the_dependence(adaptive):
 SMOOTH = dict(upsample="bilinear", noise_field=2, noise_field_spacing=24)
 
 
+@pytest.mark.parametrize("upsample", ["bilinear", "smooth"])
 @pytest.mark.parametrize("adaptive", ["spade", "clade"])
-def test_smooth_generator_is_tiling_invariant(adaptive):
-    diff, spread = crop_vs_whole(lively_generator(norm="batch", adaptive=adaptive, **SMOOTH))
+def test_smooth_generator_is_tiling_invariant(adaptive, upsample):
+    G = lively_generator(norm="batch", adaptive=adaptive, **{**SMOOTH, "upsample": upsample})
+    diff, spread = crop_vs_whole(G)
     assert spread > 0.1
     assert diff < 1e-4
 
 
+@pytest.mark.parametrize("upsample", ["bilinear", "smooth"])
 @pytest.mark.parametrize("adaptive", ["spade", "clade"])
-def test_receptive_field_bounds_the_smooth_generator(adaptive):
-    G = lively_generator(norm="batch", adaptive=adaptive, upsample="bilinear")
+def test_receptive_field_bounds_the_smooth_generator(adaptive, upsample):
+    G = lively_generator(norm="batch", adaptive=adaptive, upsample=upsample)
     size, centre = 192, 93
     labels = one_hot(blob_labels(size, NUM_CLASSES, seed=3), NUM_CLASSES).requires_grad_(True)
     noise = G.make_noise(1, size, size, SEED).requires_grad_(True)

@@ -15,9 +15,12 @@ from geospade.models import build_discriminator, model_config
 from geospade.models.unet_discriminator import UNetDiscriminator
 from geospade.training import TrainConfig, train
 from geospade.training.loss import (
+    Anchors,
     Batch,
     OasisObjective,
     class_balance,
+    class_moments_loss,
+    class_texture,
     labelmix_mask,
     segmentation_loss,
 )
@@ -59,6 +62,57 @@ def test_segmentation_loss_rewards_the_right_classes():
     right = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float() * 10
     wrong = torch.roll(right, 1, dims=1)
     assert segmentation_loss(right, labels, 3) < 0.01 < segmentation_loss(wrong, labels, 3)
+
+
+def test_class_moments_loss_pools_the_batch_and_catches_flat_paint():
+    torch.manual_seed(0)
+    labels = torch.zeros(2, 16, 16, dtype=torch.long)
+    labels[:, 8:] = 1
+    labels[0, 0, 0] = 2                                    # don't care (2 classes)
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert float(class_moments_loss(real, real, labels, 2)) == pytest.approx(0.0, abs=1e-3)
+    # Chips with the same land cover swapped: the batch's colours per class are unchanged,
+    # so the loss is too (L1 would not be), and fields may take any of their class's looks.
+    labels[0, 0, 0] = 0
+    swapped = real.flip(0)
+    assert float(class_moments_loss(swapped, real, labels, 2)) == pytest.approx(0.0, abs=1e-3)
+    assert float((swapped - real).abs().mean()) > 0.5
+    # Each class painted in its real mean colour: right means, no spread.
+    flat = torch.zeros_like(real)
+    for c in (0, 1):
+        inside = labels == c                               # (B, H, W)
+        mean = real.permute(1, 0, 2, 3)[:, inside].mean(1)  # (bands,)
+        flat.permute(1, 0, 2, 3)[:, inside] = mean[:, None]
+    assert float(class_moments_loss(flat, real, labels, 2)) > 0.2
+    fake = flat.clone().requires_grad_(True)
+    class_moments_loss(fake, real, labels, 2).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_class_texture_counts_only_steps_inside_a_class():
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[:, :, 2:] = 1                                   # class 1 on the right half
+    image = torch.zeros(1, 1, 4, 4)
+    image[..., 2:] = 1.0                                   # a step exactly at the class border
+    image[0, 0, 0, 0] = 0.5                                # texture inside class 0
+    texture, present = class_texture(image, labels, 2)
+    assert present.tolist() == [True, True]
+    # Class 0: 10 pairs inside (4 across, 6 down), two of them touch the 0.5 pixel.
+    assert float(texture[0, 0]) == pytest.approx(1.0 / 10)
+    assert float(texture[1, 0]) == 0.0                     # the border step is not texture
+
+
+def test_anchors_add_their_terms_only_when_weighted():
+    labels = torch.randint(0, 3, (2, 8, 8))
+    onehot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    batch = Batch(labels=labels, onehot=onehot, real=torch.rand(2, 3, 8, 8))
+    fake = torch.zeros(2, 3, 8, 8)
+    terms: dict = {}
+    assert float(Anchors(3)(batch, fake, terms)) == 0 and not terms
+    total = Anchors(3, lambda_l1=2.0, lambda_moments=5.0)(batch, fake, terms)
+    assert list(terms) == ["loss_g_l1", "loss_g_moments"]
+    assert float(total) == pytest.approx(float(2 * terms["loss_g_l1"]
+                                               + 5 * terms["loss_g_moments"]))
 
 
 def test_oasis_discriminator_losses_and_gradients():

@@ -63,7 +63,8 @@ def receptive_field(cfg: ModelConfig) -> int:
     radius = 0
     for p in range(2 ** k):
         lo, hi = p - 1, p + 1  # final 3x3 conv at full resolution
-        bilinear = cfg.upsample == "bilinear"
+        bilinear = cfg.upsample != "nearest"
+        blur = cfg.upsample == "smooth"
         first, last = p, p
         for j in range(k, -1, -1):
             s = 2 ** (k - j)
@@ -71,6 +72,8 @@ def receptive_field(cfg: ModelConfig) -> int:
                 first = min(first, (lo - 2 - spade_reach) * s)
                 last = max(last, (hi + 2 + spade_reach) * s + s - 1)
                 lo, hi = lo - 2, hi + 2
+            if j > 0 and blur:  # the 3x3 blur after the upsampling
+                lo, hi = lo - 1, hi + 1
             if j > 0 and bilinear:  # fine index i blends coarse (i - 1) // 2 and (i + 1) // 2
                 lo, hi = (lo - 1) // 2, (hi + 1) // 2
             elif j > 0:  # nearest 2x upsampling: fine index i reads coarse index i // 2
@@ -228,14 +231,30 @@ class SpadeGenerator(nn.Module):
         """
         if factor == 1:
             return cond
-        if self.config.upsample == "bilinear":
+        if self.config.upsample != "nearest":
             return F.avg_pool2d(cond, factor)
         return cond[..., ::factor, ::factor]
 
     def _upsample(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.upsample == "bilinear":
-            return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        mode = self.config.upsample
+        if mode == "nearest":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return binomial_blur(x) if mode == "smooth" else x
+
+
+def binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """Each channel convolved with the 3x3 binomial kernel [1, 2, 1] x [1, 2, 1] / 16.
+
+    After a bilinear 2x upsampling, differences between neighbouring pixels alternate in size
+    (larger where two coarse cells meet) wherever the coarse features vary from cell to cell;
+    stacked over k upsamplings that is a faint grid every 2**k pixels. The blur mixes each
+    difference with its neighbours', evening them out.
+    """
+    c = x.shape[1]
+    taps = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    kernel = (taps[:, None] * taps[None, :] / 16).expand(c, 1, 3, 3).contiguous()
+    return F.conv2d(x, kernel, padding=1, groups=c)
 
 
 def build_generator(cfg: ModelConfig) -> SpadeGenerator:

@@ -74,6 +74,99 @@ def detach_all(outputs: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
     return [[f.detach() for f in scale] for scale in outputs]
 
 
+@dataclass
+class Anchors:
+    """The generator's terms that compare it with the real chips directly, beside the
+    adversarial ones: VGG19 perceptual, L1, and class colour moments (each off at weight 0).
+
+    Args:
+        num_classes: land-cover classes N (for the class moments).
+        vgg: the VGG19 perceptual loss, or None.
+        lambda_vgg: its weight.
+        lambda_l1: weight of an L1 loss between generated and real chips.
+        lambda_moments: weight of :func:`class_moments_loss`.
+    """
+
+    num_classes: int
+    vgg: VGGLoss | None = None
+    lambda_vgg: float = 0.0
+    lambda_l1: float = 0.0
+    lambda_moments: float = 0.0
+
+    def __call__(self, batch: Batch, fake: torch.Tensor, terms: LossTerms) -> torch.Tensor:
+        """Their weighted sum (0 when all are off); each one is also added to ``terms``."""
+        total = torch.zeros((), device=fake.device)
+        if self.vgg is not None:
+            terms["loss_g_vgg"] = self.vgg(fake.float(), batch.real)
+            total = total + self.lambda_vgg * terms["loss_g_vgg"]
+        if self.lambda_l1:
+            terms["loss_g_l1"] = (fake.float() - batch.real).abs().mean()
+            total = total + self.lambda_l1 * terms["loss_g_l1"]
+        if self.lambda_moments:
+            terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real,
+                                                         batch.labels, self.num_classes)
+            total = total + self.lambda_moments * terms["loss_g_moments"]
+        return total
+
+
+def class_moments(images: torch.Tensor, onehot: torch.Tensor,
+                  count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class and band, over the whole batch: the mean and standard deviation of the
+    pixels of that class. images (B, C, H, W), onehot (B, N, H, W), count (N,) -> (N, C) x 2."""
+    n = count.clamp(min=1)[:, None]
+    mean = torch.einsum("bchw,bnhw->nc", images, onehot) / n
+    square = torch.einsum("bchw,bnhw->nc", images * images, onehot) / n
+    return mean, (square - mean * mean).clamp(min=0).add(1e-6).sqrt()
+
+
+def class_texture(images: torch.Tensor, labels: torch.Tensor,
+                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class and band, over the whole batch: the mean absolute difference between
+    neighbouring pixels (across and down) that both belong to that class, so class borders
+    do not count. Returns (N, C) and whether each class has such pairs, (N,)."""
+    total = torch.zeros(num_classes, images.shape[1], dtype=images.dtype, device=images.device)
+    pairs = torch.zeros(num_classes, dtype=images.dtype, device=images.device)
+    for dim in (-1, -2):
+        steps = images.diff(dim=dim).abs()
+        after = labels.narrow(dim, 1, labels.shape[dim] - 1)
+        before = labels.narrow(dim, 0, labels.shape[dim] - 1)
+        inside = torch.where((after == before) & (after < num_classes), after, num_classes)
+        onehot = F.one_hot(inside, num_classes + 1)[..., :num_classes]
+        onehot = onehot.permute(0, 3, 1, 2).to(images.dtype)
+        total = total + torch.einsum("bchw,bnhw->nc", steps, onehot)
+        pairs = pairs + onehot.sum((0, 2, 3))
+    return total / pairs.clamp(min=1)[:, None], pairs > 0
+
+
+def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+                       num_classes: int) -> torch.Tensor:
+    """How far each class's look in the generated batch is from the real batch's: mean
+    |difference| of the per-class, per-band mean colour, its standard deviation
+    (:func:`class_moments`) and the texture (:func:`class_texture`), over the classes present.
+
+    Pooled over the whole batch, not per chip, so a field may take any colour its class
+    takes in the real chips (one field greener, the next browner) as long as the batch's
+    mix of colours, their spread and their texture are the real ones: it anchors colours
+    without pulling every pixel to its class's mean as L1 does. Don't-care pixels count for
+    no class.
+    """
+    onehot = F.one_hot(labels.clamp(0, num_classes), num_classes + 1)[..., :num_classes]
+    onehot = onehot.permute(0, 3, 1, 2).to(fake.dtype)
+    count = onehot.sum((0, 2, 3))
+    present = count > 0
+    if not present.any():
+        return fake.sum() * 0
+    real = real.to(fake.dtype)
+    fake_mean, fake_std = class_moments(fake, onehot, count)
+    real_mean, real_std = class_moments(real, onehot, count)
+    colour = ((fake_mean - real_mean).abs() + (fake_std - real_std).abs())[present].mean()
+    fake_texture, textured = class_texture(fake, labels, num_classes)
+    real_texture, _ = class_texture(real, labels, num_classes)
+    if not textured.any():
+        return colour
+    return colour + (fake_texture - real_texture).abs()[textured].mean()
+
+
 class SpadeObjective:
     """SPADE's objective: hinge adversarial loss + feature matching [+ VGG19] [+ L1].
 
@@ -83,15 +176,12 @@ class SpadeObjective:
         lambda_fm: weight of the feature-matching loss.
         vgg: the VGG19 perceptual loss, or None.
         lambda_vgg: its weight.
-        lambda_l1: weight of an L1 loss between generated and real chips (0 = off).
+        anchors: the generator's direct comparisons with the real chips (default: none).
     """
 
-    def __init__(self, lambda_fm: float, vgg: VGGLoss | None = None, lambda_vgg: float = 0.0,
-                 lambda_l1: float = 0.0):
+    def __init__(self, lambda_fm: float, anchors: Anchors | None = None):
         self.lambda_fm = lambda_fm
-        self.vgg = vgg
-        self.lambda_vgg = lambda_vgg
-        self.lambda_l1 = lambda_l1
+        self.anchors = anchors or Anchors(0)
 
     def discriminator_loss(self, discriminator: nn.Module, batch: Batch,
                            fake: torch.Tensor) -> LossTerms:
@@ -110,13 +200,7 @@ class SpadeObjective:
         terms = {"loss_g_adv": hinge_g_loss(predictions(d_fake)),
                  "loss_g_fm": feature_matching_loss(detach_all(d_real), d_fake)}
         total = terms["loss_g_adv"] + self.lambda_fm * terms["loss_g_fm"]
-        if self.vgg is not None:
-            terms["loss_g_vgg"] = self.vgg(fake.float(), real)
-            total = total + self.lambda_vgg * terms["loss_g_vgg"]
-        if self.lambda_l1:
-            terms["loss_g_l1"] = (fake.float() - real).abs().mean()
-            total = total + self.lambda_l1 * terms["loss_g_l1"]
-        return {"loss_g": total, **terms}
+        return {"loss_g": total + self.anchors(batch, fake, terms), **terms}
 
 
 def class_balance(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -167,23 +251,20 @@ class OasisObjective:
     entropy to "fake" on generated chips + ``lambda_labelmix`` * LabelMix (its output on a
     class-wise mix of real and generated chips must equal the same mix of its outputs).
     Generator: class-balanced cross-entropy of the discriminator's output on the generated
-    chips against the land cover asked for [+ VGG19] [+ L1].
+    chips against the land cover asked for [+ VGG19] [+ L1] [+ class colour moments].
 
     Args:
         num_classes: land-cover classes N.
         lambda_labelmix: weight of the LabelMix loss.
-        vgg: the VGG19 perceptual loss, or None (the usual OASIS setting).
-        lambda_vgg: its weight.
-        lambda_l1: weight of an L1 loss between generated and real chips (0 = off).
+        anchors: the generator's direct comparisons with the real chips (default: none,
+            the usual OASIS setting).
     """
 
     def __init__(self, num_classes: int, lambda_labelmix: float = 10.0,
-                 vgg: VGGLoss | None = None, lambda_vgg: float = 0.0, lambda_l1: float = 0.0):
+                 anchors: Anchors | None = None):
         self.num_classes = num_classes
         self.lambda_labelmix = lambda_labelmix
-        self.vgg = vgg
-        self.lambda_vgg = lambda_vgg
-        self.lambda_l1 = lambda_l1
+        self.anchors = anchors or Anchors(num_classes)
 
     def discriminator_loss(self, discriminator: nn.Module, batch: Batch,
                            fake: torch.Tensor) -> LossTerms:
@@ -207,14 +288,7 @@ class OasisObjective:
         """Make every generated pixel read as the class it was asked for."""
         terms = {"loss_g_adv": segmentation_loss(discriminator(fake).float(), batch.labels,
                                                  self.num_classes)}
-        total = terms["loss_g_adv"]
-        if self.vgg is not None:
-            terms["loss_g_vgg"] = self.vgg(fake.float(), batch.real)
-            total = total + self.lambda_vgg * terms["loss_g_vgg"]
-        if self.lambda_l1:
-            terms["loss_g_l1"] = (fake.float() - batch.real).abs().mean()
-            total = total + self.lambda_l1 * terms["loss_g_l1"]
-        return {"loss_g": total, **terms}
+        return {"loss_g": terms["loss_g_adv"] + self.anchors(batch, fake, terms), **terms}
 
 
 #: The discriminator each objective trains (ModelConfig.discriminator).
@@ -223,10 +297,12 @@ DISCRIMINATOR_OF = {"spade": "multiscale", "oasis": "unet"}
 
 def build_objective(config: TrainConfig, num_classes: int, device: torch.device) -> Objective:
     """The objective a training configuration (after :meth:`TrainConfig.resolved`) asks for."""
-    if config.lambda_l1 is None:
-        raise RuntimeError("build_objective needs TrainConfig.resolved(): lambda_l1 is unset")
+    if config.lambda_l1 is None or config.lambda_moments is None:
+        raise RuntimeError("build_objective needs TrainConfig.resolved(): a recipe weight is "
+                           "unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
+    anchors = Anchors(num_classes, vgg, config.lambda_vgg, config.lambda_l1,
+                      config.lambda_moments)
     if config.objective == "oasis":
-        return OasisObjective(num_classes, config.lambda_labelmix, vgg, config.lambda_vgg,
-                              config.lambda_l1)
-    return SpadeObjective(config.lambda_fm, vgg, config.lambda_vgg, config.lambda_l1)
+        return OasisObjective(num_classes, config.lambda_labelmix, anchors)
+    return SpadeObjective(config.lambda_fm, anchors)
