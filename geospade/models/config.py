@@ -156,7 +156,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # near the cost of SPADE's PatchGANs at ndf 32. Bilinear upsampling costs about 18% more
     # CPU time per training step than nearest (measured); "smooth" (bilinear + a 3x3 blur)
     # brought the 16 px grid statistic from 1.23 to 1.05 of the real imagery's and the
-    # judge's mIoU on synthetic chips from 0.28 to 0.39 at 500 steps. In 500-step
+    # judge's mIoU on synthetic chips from 0.28 to 0.39 at 500 steps (one run each; a later
+    # run gave 1.26 on the demo and 1.02 on FLAIR: the statistic varies by run). In 500-step
     # runs (benchmarks/bench_quality.py's measures) per-pixel noise (noise_spatial) gave no
     # texture yet and halved the judge's mIoU, so it is off.
     "cpu": dict(ngf=16, ndf=16, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3,

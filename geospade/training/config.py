@@ -37,9 +37,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # distance 19 vs 33). Compared with the former SPADE + L1 recipe in
     # benchmarks/bench_quality.py.
     # The class-moment loss (each class's colour mean, spread and texture in the batch,
-    # generated vs real, weight 5) lifted the judge's mIoU on synthetic chips from 0.28 to
+    # generated vs real, weight 5) lifted the judge's mIoU on synthetic chips from 0.39 to
     # 0.48 and the texture ratio from 0.24 to 0.28 at 500 steps, with truer colours (error
-    # 12.7 -> 10.6), for 12 % more CPU time per step.
+    # 12.7 -> 10.6), for 12 % more CPU time per step: one run each, and single runs vary
+    # about as much (README, "Measured with benchmarks/bench_quality.py").
     "cpu": {"objective": "oasis", "batch_size": 4, "steps": 500, "lambda_moments": 5.0},
     # OASIS beats SPADE on FID and mIoU on ADE20K, Cityscapes and COCO-Stuff without VGG.
     "paper": {"objective": "oasis"},
