@@ -64,18 +64,23 @@ def test_segmentation_loss_rewards_the_right_classes():
     assert segmentation_loss(right, labels, 3) < 0.01 < segmentation_loss(wrong, labels, 3)
 
 
+def classes(labels: torch.Tensor, n: int = 2) -> torch.Tensor:
+    """The class channels of the one-hot land cover (don't-care left out), as Anchors does."""
+    return torch.nn.functional.one_hot(labels, n + 1).permute(0, 3, 1, 2).float()[:, :n]
+
+
 def test_class_moments_loss_pools_the_batch_and_catches_flat_paint():
     torch.manual_seed(0)
     labels = torch.zeros(2, 16, 16, dtype=torch.long)
     labels[:, 8:] = 1
     labels[0, 0, 0] = 2                                    # don't care (2 classes)
     real = torch.rand(2, 3, 16, 16) * 2 - 1
-    assert float(class_moments_loss(real, real, labels, 2)) == pytest.approx(0.0, abs=1e-3)
+    assert float(class_moments_loss(real, real, classes(labels))) == pytest.approx(0.0, abs=1e-3)
     # Chips with the same land cover swapped: the batch's colours per class are unchanged,
     # so the loss is too (L1 would not be), and fields may take any of their class's looks.
     labels[0, 0, 0] = 0
     swapped = real.flip(0)
-    assert float(class_moments_loss(swapped, real, labels, 2)) == pytest.approx(0.0, abs=1e-3)
+    assert float(class_moments_loss(swapped, real, classes(labels))) == pytest.approx(0.0, abs=1e-3)
     assert float((swapped - real).abs().mean()) > 0.5
     # Each class painted in its real mean colour: right means, no spread.
     flat = torch.zeros_like(real)
@@ -83,9 +88,9 @@ def test_class_moments_loss_pools_the_batch_and_catches_flat_paint():
         inside = labels == c                               # (B, H, W)
         mean = real.permute(1, 0, 2, 3)[:, inside].mean(1)  # (bands,)
         flat.permute(1, 0, 2, 3)[:, inside] = mean[:, None]
-    assert float(class_moments_loss(flat, real, labels, 2)) > 0.2
+    assert float(class_moments_loss(flat, real, classes(labels))) > 0.2
     fake = flat.clone().requires_grad_(True)
-    class_moments_loss(fake, real, labels, 2).backward()
+    class_moments_loss(fake, real, classes(labels)).backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
 
 
@@ -95,7 +100,7 @@ def test_class_texture_counts_only_steps_inside_a_class():
     image = torch.zeros(1, 1, 4, 4)
     image[..., 2:] = 1.0                                   # a step exactly at the class border
     image[0, 0, 0, 0] = 0.5                                # texture inside class 0
-    texture, present = class_texture(image, labels, 2)
+    texture, present = class_texture(image, classes(labels))
     assert present.tolist() == [True, True]
     # Class 0: 10 pairs inside (4 across, 6 down), two of them touch the 0.5 pixel.
     assert float(texture[0, 0]) == pytest.approx(1.0 / 10)

@@ -385,3 +385,14 @@ def test_l1_loss_is_logged_and_pulls_towards_the_real_chips(demo_chips, tmp_path
     assert all(row["loss_g_l1"] > 0 for row in rows)
     # the G loss includes the weighted L1 term
     assert all(row["loss_g"] >= 10.0 * row["loss_g_l1"] + row["loss_g_adv"] for row in rows)
+
+
+@pytest.mark.parametrize("objective", ["spade", "oasis"])
+def test_class_moment_loss_is_logged_in_both_objectives(demo_chips, tmp_path, objective):
+    run = tmp_path / "run"
+    train(demo_chips, run, TrainConfig(steps=2, lambda_moments=5.0, objective=objective,
+                                       **TINY), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["loss_g_moments"] > 0 for row in rows)
+    assert all(row["loss_g"] >= 5.0 * row["loss_g_moments"] + row["loss_g_adv"] - 1e-4
+               for row in rows)

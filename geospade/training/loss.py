@@ -77,7 +77,7 @@ def detach_all(outputs: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
 @dataclass
 class Anchors:
     """The generator's terms that compare it with the real chips directly, beside the
-    adversarial ones: VGG19 perceptual, L1, and class colour moments (each off at weight 0).
+    adversarial ones: VGG19 perceptual, L1, and class moments (each off at weight 0).
 
     Args:
         num_classes: land-cover classes N (for the class moments).
@@ -103,8 +103,8 @@ class Anchors:
             terms["loss_g_l1"] = (fake.float() - batch.real).abs().mean()
             total = total + self.lambda_l1 * terms["loss_g_l1"]
         if self.lambda_moments:
-            terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real,
-                                                         batch.labels, self.num_classes)
+            classes = batch.onehot[:, : self.num_classes]  # without don't-care
+            terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real, classes)
             total = total + self.lambda_moments * terms["loss_g_moments"]
         return total
 
@@ -119,39 +119,37 @@ def class_moments(images: torch.Tensor, onehot: torch.Tensor,
     return mean, (square - mean * mean).clamp(min=0).add(1e-6).sqrt()
 
 
-def class_texture(images: torch.Tensor, labels: torch.Tensor,
-                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def class_texture(images: torch.Tensor,
+                  onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per class and band, over the whole batch: the mean absolute difference between
     neighbouring pixels (across and down) that both belong to that class, so class borders
-    do not count. Returns (N, C) and whether each class has such pairs, (N,)."""
-    total = torch.zeros(num_classes, images.shape[1], dtype=images.dtype, device=images.device)
-    pairs = torch.zeros(num_classes, dtype=images.dtype, device=images.device)
+    do not count. images (B, C, H, W), onehot (B, N, H, W) -> (N, C), and whether each class
+    has such pairs, (N,)."""
+    total = images.new_zeros(onehot.shape[1], images.shape[1])
+    pairs = images.new_zeros(onehot.shape[1])
     for dim in (-1, -2):
-        steps = images.diff(dim=dim).abs()
-        after = labels.narrow(dim, 1, labels.shape[dim] - 1)
-        before = labels.narrow(dim, 0, labels.shape[dim] - 1)
-        inside = torch.where((after == before) & (after < num_classes), after, num_classes)
-        onehot = F.one_hot(inside, num_classes + 1)[..., :num_classes]
-        onehot = onehot.permute(0, 3, 1, 2).to(images.dtype)
-        total = total + torch.einsum("bchw,bnhw->nc", steps, onehot)
-        pairs = pairs + onehot.sum((0, 2, 3))
+        n = onehot.shape[dim]
+        inside = onehot.narrow(dim, 1, n - 1) * onehot.narrow(dim, 0, n - 1)
+        total = total + torch.einsum("bchw,bnhw->nc", images.diff(dim=dim).abs(), inside)
+        pairs = pairs + inside.sum((0, 2, 3))
     return total / pairs.clamp(min=1)[:, None], pairs > 0
 
 
-def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
-                       num_classes: int) -> torch.Tensor:
+def class_moments_loss(fake: torch.Tensor, real: torch.Tensor,
+                       onehot: torch.Tensor) -> torch.Tensor:
     """How far each class's look in the generated batch is from the real batch's: mean
     |difference| of the per-class, per-band mean colour, its standard deviation
     (:func:`class_moments`) and the texture (:func:`class_texture`), over the classes present.
 
+    ``onehot``: (B, N, H, W), the batch's one-hot land cover without the don't-care channel
+    (don't-care pixels then count for no class).
+
     Pooled over the whole batch, not per chip, so a field may take any colour its class
     takes in the real chips (one field greener, the next browner) as long as the batch's
     mix of colours, their spread and their texture are the real ones: it anchors colours
-    without pulling every pixel to its class's mean as L1 does. Don't-care pixels count for
-    no class.
+    without pulling every pixel to its class's mean as L1 does.
     """
-    onehot = F.one_hot(labels.clamp(0, num_classes), num_classes + 1)[..., :num_classes]
-    onehot = onehot.permute(0, 3, 1, 2).to(fake.dtype)
+    onehot = onehot.to(fake.dtype)
     count = onehot.sum((0, 2, 3))
     present = count > 0
     if not present.any():
@@ -160,8 +158,8 @@ def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, labels: torch.Ten
     fake_mean, fake_std = class_moments(fake, onehot, count)
     real_mean, real_std = class_moments(real, onehot, count)
     colour = ((fake_mean - real_mean).abs() + (fake_std - real_std).abs())[present].mean()
-    fake_texture, textured = class_texture(fake, labels, num_classes)
-    real_texture, _ = class_texture(real, labels, num_classes)
+    fake_texture, textured = class_texture(fake, onehot)
+    real_texture, _ = class_texture(real, onehot)
     if not textured.any():
         return colour
     return colour + (fake_texture - real_texture).abs()[textured].mean()
