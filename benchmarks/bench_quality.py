@@ -50,7 +50,7 @@ RECIPES: dict[str, dict] = {
     "former": dict(preset="cpu", objective="spade", lr_g=2e-4, lambda_l1=10.0,
                    lambda_moments=0.0, batch_size=8,
                    model={"adaptive": "clade", "upsample": "nearest", "noise_field": 0,
-                          "class_noise": False, "ndf": 32}),
+                          "class_noise": False, "noise_texture": 0, "ndf": 32}),
     "default": dict(preset="cpu"),
 }
 

@@ -72,8 +72,9 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
         "contents": sorted(k for k in payload if k not in ("card", "format", "version")),
     }
     if not is_segmenter:
-        info["model"] = {k: config[k] for k in ("ngf", "num_upsampling", "adaptive",
-                                                 "noise_dim", "noise_spatial") if k in config}
+        keys = ("ngf", "num_upsampling", "adaptive", "upsample", "noise_dim", "noise_spatial",
+                "noise_field", "noise_texture")
+        info["model"] = {k: config[k] for k in keys if k in config}
     extra = {k: v for k, v in card.extra.items() if k in ("device", "precision", "world_size",
                                                           "chips_dir", "validation")}
     if extra:

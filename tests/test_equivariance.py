@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from geospade.models import build_generator, model_config, one_hot
+from geospade.models.generator import TextureScale
 
 NUM_CLASSES = 5
 SEED = 1234
@@ -49,6 +50,8 @@ def lively_generator(**overrides) -> nn.Module:
         if isinstance(module, nn.Conv2d) and not parametrize.is_parametrized(module, "weight"):
             fan_in = module.weight[0].numel()
             nn.init.normal_(module.weight, std=1.5 / math.sqrt(fan_in))
+        elif isinstance(module, TextureScale):  # texture noise on (it starts at zero)
+            nn.init.normal_(module.weight, std=0.1)
     G.train()
     with torch.no_grad():
         for i in range(3):  # running statistics away from their (0, 1) start
@@ -142,3 +145,28 @@ def test_class_noise_generator_is_tiling_invariant():
     diff, spread = crop_vs_whole(G)
     assert spread > 0.1
     assert diff < 1e-4
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "smooth"])
+def test_texture_noise_generator_is_tiling_invariant(upsample):
+    """Texture noise added at the two finest resolutions (pooled in globally anchored cells)
+    keeps tiles stitching exactly."""
+    G = lively_generator(norm="batch", adaptive="clade", class_noise=True, noise_texture=2,
+                         **{**SMOOTH, "upsample": upsample})
+    assert all(len(s) for s in G.texture_scales[-2:]) and not len(G.texture_scales[0])
+    diff, spread = crop_vs_whole(G)
+    assert spread > 0.1
+    assert diff < 1e-4
+
+
+def test_receptive_field_bounds_the_texture_noise_generator():
+    G = lively_generator(norm="batch", adaptive="clade", upsample="smooth", noise_texture=3)
+    size, centre = 192, 93
+    labels = one_hot(blob_labels(size, NUM_CLASSES, seed=3), NUM_CLASSES)
+    noise = G.make_noise(1, size, size, SEED).requires_grad_(True)
+    G(labels, noise)[0, :, centre, centre].sum().backward()
+    texture = noise.grad[0, -3:].abs().sum(0) > 0
+    assert texture.any()  # the output reads the texture noise
+    rows, cols = torch.nonzero(texture, as_tuple=True)
+    reach = max((rows - centre).abs().max().item(), (cols - centre).abs().max().item())
+    assert reach <= G.receptive_field

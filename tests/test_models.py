@@ -96,12 +96,13 @@ def test_paper_parameter_counts():
     """The published generator (ngf 64, k 5, 7 classes + don't care, 256 px): 92.2 M; D 5.5 M."""
     with torch.device("meta"):
         exact = build_generator(model_config("paper", NUM_CLASSES, 3, noise_dim=0,
-                                             noise_field=0))
+                                             noise_field=0, noise_texture=0))
         preset = build_generator(model_config("paper", NUM_CLASSES, 3))
         D = build_discriminator(model_config("paper", NUM_CLASSES, 3))
     assert n_params(exact) == 92_209_347
-    # + a 32-d style vector and 16 field-noise channels in every SPADE layer
-    assert n_params(preset) == 93_647_043
+    # + a 32-d style vector and 16 field-noise channels in every SPADE layer, and the
+    # texture-noise weights (8 one-hot channels x 256 + 128 + 64 features)
+    assert n_params(preset) == 93_647_043 + 8 * (256 + 128 + 64)
     assert n_params(D) == 5_545_858
     assert abs(n_params(exact) / 92.2e6 - 1) < 0.02
     assert abs(n_params(preset) / 92.2e6 - 1) < 0.02

@@ -65,3 +65,47 @@ def test_class_noise_gives_each_class_its_own_map_of_the_noise():
     plain = build_generator(model_config("tiny", 3, 3, noise_field=2))
     assert plain.class_noise is None
     assert torch.equal(plain._noise_by_class(onehot, noise), noise)
+
+
+def test_texture_noise_is_hashed_per_pixel_and_independent_of_the_spatial_noise():
+    from geospade.models.noise import spatial_noise
+
+    whole = make_noise(1, 64, 64, seed=5, style_channels=0, spatial_channels=1,
+                       texture_channels=2)
+    window = make_noise(1, 32, 32, seed=5, row_off=16, col_off=32, style_channels=0,
+                        spatial_channels=1, texture_channels=2)
+    assert whole.shape == (1, 3, 64, 64)
+    assert torch.equal(window[0], whole[0, :, 16:48, 32:64])  # a pure function of the pixel
+    assert not torch.equal(whole[0, 1], spatial_noise(5, 1, 64, 64)[0])  # not the spatial
+    assert abs(float(torch.corrcoef(whole[0].reshape(3, -1))[0, 1])) < 0.05
+    torch.manual_seed(0)
+    drawn = random_noise(2, 32, 32, style_channels=1, texture_channels=2)
+    assert drawn.shape == (2, 3, 32, 32) and 0.8 < float(drawn[:, 1:].std()) < 1.2
+
+
+def test_texture_noise_starts_silent_and_is_scaled_per_class():
+    """The texture weights start at zero (a new generator ignores the noise); once learned,
+    a class whose weight is zero stays smooth while another gets per-pixel detail."""
+    from geospade.models import build_generator, model_config, one_hot
+
+    torch.manual_seed(0)
+    G = build_generator(model_config("tiny", 2, 3, noise_dim=0, noise_texture=1)).eval()
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[:, :, 16:] = 1
+    onehot = one_hot(labels, 2)
+    noise = G.make_noise(1, 32, 32, seed=1)
+    other = G.make_noise(1, 32, 32, seed=2)
+    with torch.no_grad():
+        assert torch.equal(G(onehot, noise), G(onehot, other))
+        scale = G.texture_scales[-1][-1].weight  # the last block's (fout, classes + 1, 1, 1)
+        scale[:, 1] = 0.5 / G.texture_scales[-1][-1].gain  # class 1 only
+        a, b = G(onehot, noise), G(onehot, other)
+    assert (a - b)[..., 4:28, 20:28].abs().mean() > 1e-3  # class 1: the noise shows
+    assert (a - b)[..., 4:28, 4:12].abs().max() < 1e-6  # class 0 (beyond the 3x3 reach)
+
+
+def test_noise_texture_is_bounded_by_the_resolutions():
+    from geospade.models import model_config
+
+    with pytest.raises(InputError, match="noise_texture"):
+        model_config("tiny", 2, 3, noise_texture=5)

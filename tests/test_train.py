@@ -51,10 +51,12 @@ def short_run(demo_chips, tmp_path_factory) -> Path:
 
 def test_config_defaults_follow_spade():
     cfg = TrainConfig()
-    assert (cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.beta2) == (1e-4, 4e-4, 0.0, 0.9)
+    paper = TrainConfig(preset="paper").resolved()
+    assert (paper.lr_g, paper.lr_d, paper.beta1, paper.beta2) == (1e-4, 4e-4, 0.0, 0.9)
+    assert cfg.resolved().lr_g == 2e-4  # the cpu preset's recipe
     assert cfg.lambda_fm == 10.0
     assert TrainConfig(preset="paper").total_steps(100) == 5000
-    assert cfg.total_steps(100) == 500  # the cpu preset's recipe
+    assert cfg.total_steps(100) == 550  # the cpu preset's recipe
     assert TrainConfig(epochs=3).total_steps(100) == 300
 
 

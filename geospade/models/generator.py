@@ -11,6 +11,13 @@ a tile equals cropping the generation of the whole raster away from a border of 
 Channel schedule: at resolution j (0 = coarsest, k = full) the width is
 ``ngf * min(16, 2**(k - j))``; one block at the start resolution, two after the first
 upsampling, then one per resolution, as in the published "normal" generator for k = 5.
+
+Texture noise (``noise_texture`` resolutions, finest first): after each residual block there,
+one channel of per-pixel noise is added to the features, weighted per class and feature
+channel (StyleGAN's noise inputs, looked up per class like CLADE). At 1 / 2**d resolution the
+noise is the mean of each 2**d cell of full-resolution hashed noise, the cells anchored at
+global multiples of 2**d, so it is pointwise, adds nothing to the receptive field and keeps
+tiling exact.
 """
 
 from __future__ import annotations
@@ -117,7 +124,7 @@ class SpadeGenerator(nn.Module):
         self.receptive_field = receptive_field(cfg)
         self.seamless_halo = seamless_halo(cfg)
         self.noise_channels = cfg.noise_channels
-        cond = cfg.label_channels + cfg.noise_channels
+        cond = cfg.label_channels + cfg.cond_noise_channels
         stages = channel_schedule(cfg)
         self.head = init_conv(nn.Conv2d(cond, stages[0][0][0], 3, padding=1))
         self.stages = nn.ModuleList(
@@ -130,8 +137,16 @@ class SpadeGenerator(nn.Module):
         # Each class's own linear map of the noise (one 1x1 conv for all classes, then the
         # pixel's class picks its map): the noise then varies a field within its class's looks.
         n = cfg.noise_channels
+        n = cfg.cond_noise_channels
         self.class_noise = (init_conv(nn.Conv2d(n, cfg.label_channels * n, 1, bias=False))
                             if cfg.class_noise and n else None)
+        # Texture noise: per block of the finest noise_texture resolutions, the noise's weight
+        # for each feature channel, looked up per class (a 1x1 map of the one-hot labels).
+        textured = len(stages) - cfg.noise_texture
+        self.texture_scales = nn.ModuleList(
+            nn.ModuleList(TextureScale(cfg.label_channels, fout) for _, fout in stage)
+            if j >= textured else nn.ModuleList()
+            for j, stage in enumerate(stages))
 
     def make_noise(self, batch: int, height: int, width: int, seed: noise_lib.IntArg,
                    row_off: noise_lib.IntArg = 0, col_off: noise_lib.IntArg = 0,
@@ -156,7 +171,8 @@ class SpadeGenerator(nn.Module):
                                     style_channels=cfg.noise_dim,
                                     spatial_channels=cfg.noise_spatial,
                                     field_channels=cfg.noise_field,
-                                    field_spacing=cfg.noise_field_spacing, device=device)
+                                    field_spacing=cfg.noise_field_spacing,
+                                    texture_channels=cfg.noise_texture, device=device)
 
     def _check(self, onehot: torch.Tensor, noise: torch.Tensor | None) -> None:
         cfg = self.config
@@ -188,7 +204,9 @@ class SpadeGenerator(nn.Module):
             (B, out_channels, H, W) in [-1, 1].
         """
         self._check(onehot, noise)
-        cond = onehot[:, : self.config.label_channels]
+        cfg = self.config
+        cond = onehot[:, : cfg.label_channels]
+        texture = None
         if self.noise_channels:
             if noise is None:
                 b, _, h, w = onehot.shape
@@ -197,19 +215,40 @@ class SpadeGenerator(nn.Module):
                                                spatial_channels=cfg.noise_spatial,
                                                field_channels=cfg.noise_field,
                                                field_spacing=cfg.noise_field_spacing,
+                                               texture_channels=cfg.noise_texture,
                                                device=onehot.device, dtype=onehot.dtype)
             # noise_channels counts the style, spatial and field channels, so some are drawn.
             assert noise is not None
-            cond = torch.cat([cond, self._noise_by_class(cond, noise.to(onehot.dtype))], dim=1)
-        k = self.config.num_upsampling
+            noise = noise.to(onehot.dtype)
+            n = cfg.cond_noise_channels
+            texture = noise[:, n:] if cfg.noise_texture else None
+            if n:
+                cond = torch.cat([cond, self._noise_by_class(cond, noise[:, :n])], dim=1)
+        k = cfg.num_upsampling
         x = self.head(self._downsample(cond, 2**k))
         for j, stage in enumerate(self.stages):
             if j:
                 x = self._upsample(x)
             level = self._downsample(cond, 2 ** (k - j))
-            for block in cast(nn.ModuleList, stage):  # each stage is built as a ModuleList
+            scales = cast(nn.ModuleList, self.texture_scales[j])
+            grain = self._texture_at(texture, k - j) if len(scales) else None
+            for i, block in enumerate(cast(nn.ModuleList, stage)):  # stages are ModuleLists
                 x = block(x, level)
+                if grain is not None:
+                    x = x + scales[i](level[:, : cfg.label_channels]) * grain
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+    def _texture_at(self, texture: torch.Tensor | None, depth: int) -> torch.Tensor | None:
+        """Texture noise channel ``depth`` at 1 / 2**depth of full resolution, unit variance.
+
+        The mean of each 2**depth cell of per-pixel noise, rescaled: cells are anchored at
+        global pixel multiples of 2**depth, so tiles see the same values where they overlap.
+        """
+        if texture is None:
+            return None
+        grain = texture[:, depth : depth + 1]
+        factor = 2**depth
+        return grain if factor == 1 else F.avg_pool2d(grain, factor) * factor
 
     def _noise_by_class(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The noise through the map of each pixel's class (``class_noise``), else as it is.
@@ -241,6 +280,37 @@ class SpadeGenerator(nn.Module):
             return F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return binomial_blur(x) if mode == "smooth" else x
+
+
+#: Learning-rate multiplier of the texture noise's weights (:class:`TextureScale`). With 10
+#: the cpu recipe's texture ratio reached 0.52 of the real imagery's in 320 s of CPU training,
+#: with 30 it reached 0.76 (benchmarks/bench_quality.py, demo validation chips, one run each).
+TEXTURE_GAIN = 30.0
+
+
+class TextureScale(nn.Module):
+    """The weight of the texture noise per class and feature channel: a 1x1 map of the
+    one-hot labels (a table lookup), zero at the start.
+
+    The table is stored divided by ``gain`` (the equalised learning rate of Karras et al.):
+    Adam moves a weight by about the learning rate per step, which would leave a table that
+    starts at zero near zero for thousands of steps; the gain lets it reach the real
+    imagery's texture within a short run.
+
+    Args:
+        classes: one-hot channels of the labels.
+        channels: feature channels the noise is added to.
+        gain: the factor between the stored table and the weights used.
+    """
+
+    def __init__(self, classes: int, channels: int, gain: float = TEXTURE_GAIN):
+        super().__init__()
+        self.gain = gain
+        self.weight = nn.Parameter(torch.zeros(channels, classes, 1, 1))
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B, channels, H, W): each pixel's class's weights."""
+        return F.conv2d(labels, self.weight * self.gain)
 
 
 def binomial_blur(x: torch.Tensor) -> torch.Tensor:

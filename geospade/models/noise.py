@@ -3,7 +3,7 @@
 Why this design (OASIS-style noise rather than SPADE's style encoder):
 the noise is concatenated to the one-hot label map and read by every SPADE layer, which makes
 outputs multimodal without an encoder (the encoder collapses on small datasets and needs a
-reference image at inference). It has two parts:
+reference image at inference). It has up to four parts, in this channel order:
 
 - a *style* vector (``noise_dim`` channels) drawn from the seed alone and broadcast over
   every pixel: one look (season, sensor, sun) for a whole raster, a different look per seed;
@@ -12,9 +12,14 @@ reference image at inference). It has two parts:
 - an optional *field* of slowly varying noise (``noise_field`` channels): standard normal
   vectors hashed at the nodes of a coarse lattice (``noise_field_spacing`` pixels, anchored at
   global pixel 0) and smoothly interpolated between them, so neighbouring pixels share a look
-  and places a few parcels apart get different ones (field-to-field variety).
+  and places a few parcels apart get different ones (field-to-field variety);
+- optional *texture* noise (``noise_texture`` channels, one per resolution that uses it):
+  per-pixel hashed noise like the spatial noise, but not read by the normalisation layers:
+  the generator adds it to its features at the finest resolutions (StyleGAN's noise inputs).
+  Inside a field the label map is constant, so this is the only source of pixel-scale
+  detail there (crop rows, tree crowns).
 
-Both come from a counter-based integer hash instead of a random generator's stream, so the
+All come from a counter-based integer hash instead of a random generator's stream, so the
 value at a pixel does not depend on which tile asked for it: two overlapping tiles see
 identical noise where they overlap and the output does not depend on how a raster is tiled.
 In training, the generator draws ordinary random noise of the same distribution instead.
@@ -35,6 +40,8 @@ _MASK32 = 0xFFFFFFFF
 _STYLE_ROW = 0x5BD1E995
 # Channel tag of the field noise's lattice (keeps it independent of the spatial noise).
 _FIELD_TAG = 0x27D4EB2F
+# Seed tag of the texture noise (independent of the spatial noise of the same seed).
+_TEXTURE_TAG = 0x165667B1
 
 #: One int for every window, or one per window (a list, tuple, array or tensor of ints).
 IntArg = int | Sequence[int] | np.ndarray | torch.Tensor
@@ -154,9 +161,10 @@ def field_noise(seed: int, channels: int, height: int, width: int, row_off: int 
 
 def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntArg = 0,
                col_off: IntArg = 0, *, style_channels: int, spatial_channels: int = 0,
-               field_channels: int = 0, field_spacing: int = 64,
+               field_channels: int = 0, field_spacing: int = 64, texture_channels: int = 0,
                device: torch.device | str | None = None) -> torch.Tensor | None:
-    """Noise input (batch, style + spatial channels, height, width) for windows of a raster.
+    """Noise input (batch, style + spatial + field + texture channels, height, width) for
+    windows of a raster, in that channel order.
 
     Args:
         batch: number of windows.
@@ -167,18 +175,20 @@ def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntAr
         spatial_channels: channels of per-pixel hashed noise.
         field_channels: channels of slowly varying noise (:func:`field_noise`).
         field_spacing: its lattice spacing in pixels.
+        texture_channels: channels of per-pixel texture noise (independent of the spatial).
         device: where to build the tensor.
 
     Returns:
         The noise tensor, or None when the model has no noise input.
     """
-    if style_channels + spatial_channels + field_channels == 0:
+    if style_channels + spatial_channels + field_channels + texture_channels == 0:
         return None
     seeds = _per_sample(seed, batch, "seed")
     rows = _per_sample(row_off, batch, "row_off")
     cols = _per_sample(col_off, batch, "col_off")
     field_start = style_channels + spatial_channels
-    out = torch.empty(batch, field_start + field_channels, height, width, device=device)
+    texture_start = field_start + field_channels
+    out = torch.empty(batch, texture_start + texture_channels, height, width, device=device)
     for i in range(batch):  # a loop over windows, not pixels
         if style_channels:
             style = style_vector(seeds[i], style_channels, device)
@@ -187,21 +197,24 @@ def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntAr
             out[i, style_channels:field_start] = spatial_noise(
                 seeds[i], spatial_channels, height, width, rows[i], cols[i], device)
         if field_channels:
-            out[i, field_start:] = field_noise(seeds[i], field_channels, height, width,
-                                               rows[i], cols[i], field_spacing, device)
+            out[i, field_start:texture_start] = field_noise(
+                seeds[i], field_channels, height, width, rows[i], cols[i], field_spacing, device)
+        if texture_channels:
+            out[i, texture_start:] = spatial_noise(seeds[i] ^ _TEXTURE_TAG, texture_channels,
+                                                   height, width, rows[i], cols[i], device)
     return out
 
 
 def random_noise(batch: int, height: int, width: int, *, style_channels: int,
                  spatial_channels: int = 0, field_channels: int = 0, field_spacing: int = 64,
-                 device: torch.device | str | None = None,
+                 texture_channels: int = 0, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
     """Fresh random noise from torch's RNG, distributed like :func:`make_noise` (training).
 
     The field channels are :func:`field_noise` of a random seed at a random place, so the
     generator sees the lattice at every phase.
     """
-    if style_channels + spatial_channels + field_channels == 0:
+    if style_channels + spatial_channels + field_channels + texture_channels == 0:
         return None
     parts = []
     if style_channels:
@@ -214,4 +227,6 @@ def random_noise(batch: int, height: int, width: int, *, style_channels: int,
         parts.append(torch.stack([field_noise(seed, field_channels, height, width, row, col,
                                               field_spacing, device)
                                   for seed, row, col in draws]).to(dtype))
+    if texture_channels:
+        parts.append(torch.randn(batch, texture_channels, height, width, device=device, dtype=dtype))
     return torch.cat(parts, dim=1)

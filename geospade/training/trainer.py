@@ -291,7 +291,8 @@ class TrainingState:
         self.optimizer_d.load_state_dict(checkpoint["optimizer_d"])
         if checkpoint.get("grad_scaler"):  # empty when saved without fp16 scaling
             self.scaler.load_state_dict(checkpoint["grad_scaler"])
-        for optimizer, lr in ((self.optimizer_g, config.lr_g), (self.optimizer_d, config.lr_d)):
+        for optimizer, lr in ((self.optimizer_g, recipe_value(config.lr_g)),
+                              (self.optimizer_d, config.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr
         self.step = int(checkpoint["step"])
@@ -309,7 +310,8 @@ def build_state(train_set: ChipDataset, config: TrainConfig, device: torch.devic
     discriminator = build_discriminator(mcfg).to(device)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     betas = (config.beta1, config.beta2)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=betas)
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=recipe_value(config.lr_g),
+                                   betas=betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas)
     scaler = grad_scaler(device, enabled=autocast_dtype(config, device) == torch.float16)
     return TrainingState(generator, discriminator, generator_ema, optimizer_g, optimizer_d,
