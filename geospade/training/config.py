@@ -42,8 +42,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # across fields), and adding L1 10 gave more spread (0.92 vs 0.78) but a worse colour
     # error, judge mIoU and Frechet distance. Against the former SPADE + L1 recipe over two
     # runs (README) it always had the real texture and a lower Frechet distance, but its
-    # colours and judge mIoU were better in one run and worse in the other. 550 steps of 8 chips are about 320 s of CPU time and keep
-    # the quickstart within ten minutes on two cores.
+    # colours and judge mIoU were better in one run and worse in the other. 550 steps of 8
+    # chips are about 320 s of CPU time and keep the quickstart within ten minutes on two
+    # cores.
     "cpu": {"objective": "spade", "batch_size": 8, "steps": 550, "lr_g": 2e-4,
             "lambda_moments": 5.0},
     # OASIS beats SPADE on FID and mIoU on ADE20K, Cityscapes and COCO-Stuff without VGG,
