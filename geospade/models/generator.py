@@ -136,7 +136,6 @@ class SpadeGenerator(nn.Module):
         self.to_image = init_conv(nn.Conv2d(stages[-1][-1][1], cfg.out_channels, 3, padding=1))
         # Each class's own linear map of the noise (one 1x1 conv for all classes, then the
         # pixel's class picks its map): the noise then varies a field within its class's looks.
-        n = cfg.noise_channels
         n = cfg.cond_noise_channels
         self.class_noise = (init_conv(nn.Conv2d(n, cfg.label_channels * n, 1, bias=False))
                             if cfg.class_noise and n else None)
@@ -217,7 +216,8 @@ class SpadeGenerator(nn.Module):
                                                field_spacing=cfg.noise_field_spacing,
                                                texture_channels=cfg.noise_texture,
                                                device=onehot.device, dtype=onehot.dtype)
-            # noise_channels counts the style, spatial and field channels, so some are drawn.
+            # noise_channels counts the style, spatial, field and texture channels: some are
+            # drawn.
             assert noise is not None
             noise = noise.to(onehot.dtype)
             n = cfg.cond_noise_channels
