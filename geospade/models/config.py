@@ -183,8 +183,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # scale (noise_field) is off: in 320 s runs on the demo validation chips, 8 channels on a
     # 96 px lattice gave a variety ratio of 0.68 and 2.74 and a judge mIoU ratio of 0.92 and
     # 0.74 (seeds 0 and 1), 4 or 8 channels on 192 px 2.3-4.5 and 0.64-0.68 (seed 1); without
-    # it 0.90 and 1.03, and 0.91 and 0.92: the fields still differ in tone, and in short runs
-    # the field noise made them vary past the real imagery and cost the judge's reading.
+    # it 0.90 and 1.03, and 0.91 and 0.92. Without it the chips vary through the style
+    # vector, but within one scene most fields of a class share a tone (whole-scene variety
+    # 0.63 of real, seed 0).
     "cpu": dict(ngf=16, ndf=32, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3,
                 adaptive="clade", class_noise=True, upsample="smooth", noise_texture=3),
     # Unit tests.
