@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from geospade.models import build_generator, model_config, one_hot
-from geospade.models.generator import TextureScale
+from geospade.models.generator import FieldScale, TextureScale
 
 NUM_CLASSES = 5
 SEED = 1234
@@ -50,7 +50,7 @@ def lively_generator(**overrides) -> nn.Module:
         if isinstance(module, nn.Conv2d) and not parametrize.is_parametrized(module, "weight"):
             fan_in = module.weight[0].numel()
             nn.init.normal_(module.weight, std=1.5 / math.sqrt(fan_in))
-        elif isinstance(module, TextureScale):  # texture noise on (it starts at zero)
+        elif isinstance(module, (TextureScale, FieldScale)):  # noise on (starts at zero)
             nn.init.normal_(module.weight, std=0.1)
     G.train()
     with torch.no_grad():
@@ -154,6 +154,18 @@ def test_texture_noise_generator_is_tiling_invariant(upsample):
     G = lively_generator(norm="batch", adaptive="clade", class_noise=True, noise_texture=2,
                          **{**SMOOTH, "upsample": upsample})
     assert all(len(s) for s in G.texture_scales[-2:]) and not len(G.texture_scales[0])
+    diff, spread = crop_vs_whole(G)
+    assert spread > 0.1
+    assert diff < 1e-4
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "smooth"])
+def test_field_noise_added_to_the_features_keeps_tiling_exact(upsample):
+    """Field noise in the "features" mode, pooled into the coarse resolutions' cells and
+    mapped per class, is pointwise in those cells: tiles still stitch exactly."""
+    G = lively_generator(norm="batch", adaptive="clade", class_noise=True, noise_texture=2,
+                         noise_field_mode="features", **{**SMOOTH, "upsample": upsample})
+    assert all(len(s) for s in G.field_scales[:2]) and not any(len(s) for s in G.field_scales[2:])
     diff, spread = crop_vs_whole(G)
     assert spread > 0.1
     assert diff < 1e-4

@@ -100,9 +100,10 @@ def test_paper_parameter_counts():
         preset = build_generator(model_config("paper", NUM_CLASSES, 3))
         D = build_discriminator(model_config("paper", NUM_CLASSES, 3))
     assert n_params(exact) == 92_209_347
-    # + a 32-d style vector and 16 field-noise channels in every SPADE layer, and the
-    # texture-noise weights (8 one-hot channels x 256 + 128 + 64 features)
-    assert n_params(preset) == 93_647_043 + 8 * (256 + 128 + 64)
+    # + a 32-d style vector in every SPADE layer, the texture-noise weights (8 one-hot
+    # channels x 256 + 128 + 64 features) and the field noise's per-class maps (8 classes x 16
+    # channels -> the 1024 + 2 x 1024 + 512 features of the three coarse resolutions' blocks)
+    assert n_params(preset) == 93_167_811 + 8 * (256 + 128 + 64) + 8 * 16 * (3 * 1024 + 512)
     assert n_params(D) == 5_545_858
     assert abs(n_params(exact) / 92.2e6 - 1) < 0.02
     assert abs(n_params(preset) / 92.2e6 - 1) < 0.02

@@ -109,3 +109,36 @@ def test_noise_texture_is_bounded_by_the_resolutions():
 
     with pytest.raises(InputError, match="noise_texture"):
         model_config("tiny", 2, 3, noise_texture=5)
+
+
+def test_field_noise_on_the_features_starts_silent_and_varies_a_class_within_its_fields():
+    """In the "features" mode the norms do not read the field noise; its per-class maps start
+    at zero (a new generator ignores it), and once learned a class whose map is zero stays
+    the same under a new field while another class's look changes."""
+    from geospade.models import build_generator, model_config, one_hot
+
+    torch.manual_seed(0)
+    cfg = model_config("tiny", 2, 3, noise_dim=0, noise_field=2, noise_field_spacing=16,
+                       noise_field_mode="features")
+    assert cfg.cond_noise_channels == 0 and cfg.noise_channels == 2
+    G = build_generator(cfg).eval()
+    labels = torch.zeros(1, 64, 256, dtype=torch.long)
+    labels[:, :, 128:] = 1
+    onehot = one_hot(labels, 2)
+    noise, other = G.make_noise(1, 64, 256, seed=1), G.make_noise(1, 64, 256, seed=2)
+    with torch.no_grad():
+        assert torch.equal(G(onehot, noise), G(onehot, other))
+        for stage in G.field_scales:
+            for scale in stage:  # weight (fout, classes * fields, 1, 1), class-major
+                scale.weight[:, 2:4] = torch.randn_like(scale.weight[:, 2:4])
+        a, b = G(onehot, noise), G(onehot, other)
+    far = G.receptive_field
+    assert (a - b)[..., 128 + far:].abs().mean() > 1e-3  # class 1: a new look
+    assert (a - b)[..., : 128 - far].abs().max() < 1e-6  # class 0 untouched
+
+
+def test_an_unknown_field_mode_is_refused():
+    from geospade.models import model_config
+
+    with pytest.raises(InputError, match="noise_field_mode"):
+        model_config("tiny", 2, 3, noise_field_mode="everywhere")

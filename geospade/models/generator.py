@@ -18,6 +18,11 @@ channel (StyleGAN's noise inputs, looked up per class like CLADE). At 1 / 2**d r
 noise is the mean of each 2**d cell of full-resolution hashed noise, the cells anchored at
 global multiples of 2**d, so it is pointwise, adds nothing to the receptive field and keeps
 tiling exact.
+
+Field noise in the "features" mode (``noise_field_mode``) is added the same way at the coarse
+resolutions that get no texture noise: its cell means there, mapped to each feature channel by
+a learned per-class matrix (zero at the start), so a class's fields can take different looks
+and the look changes where the class does, not across a border.
 """
 
 from __future__ import annotations
@@ -146,6 +151,14 @@ class SpadeGenerator(nn.Module):
             nn.ModuleList(TextureScale(cfg.label_channels, fout) for _, fout in stage)
             if j >= textured else nn.ModuleList()
             for j, stage in enumerate(stages))
+        # Field noise added to the features: per block of the coarse resolutions without
+        # texture noise, a per-class map of the field channels to the feature channels.
+        fields = cfg.noise_field if cfg.noise_field_mode == "features" else 0
+        coarse = max(1, textured)
+        self.field_scales = nn.ModuleList(
+            nn.ModuleList(FieldScale(cfg.label_channels, fields, fout) for _, fout in stage)
+            if fields and j < coarse else nn.ModuleList()
+            for j, stage in enumerate(stages))
 
     def make_noise(self, batch: int, height: int, width: int, seed: noise_lib.IntArg,
                    row_off: noise_lib.IntArg = 0, col_off: noise_lib.IntArg = 0,
@@ -205,7 +218,7 @@ class SpadeGenerator(nn.Module):
         self._check(onehot, noise)
         cfg = self.config
         cond = onehot[:, : cfg.label_channels]
-        texture = None
+        texture = field = None
         if self.noise_channels:
             if noise is None:
                 b, _, h, w = onehot.shape
@@ -221,7 +234,10 @@ class SpadeGenerator(nn.Module):
             assert noise is not None
             noise = noise.to(onehot.dtype)
             n = cfg.cond_noise_channels
-            texture = noise[:, n:] if cfg.noise_texture else None
+            start = cfg.noise_dim + cfg.noise_spatial  # the field channels' first
+            texture = noise[:, start + cfg.noise_field:] if cfg.noise_texture else None
+            if cfg.noise_field_mode == "features" and cfg.noise_field:
+                field = noise[:, start : start + cfg.noise_field]
             if n:
                 cond = torch.cat([cond, self._noise_by_class(cond, noise[:, :n])], dim=1)
         k = cfg.num_upsampling
@@ -230,13 +246,26 @@ class SpadeGenerator(nn.Module):
             if j:
                 x = self._upsample(x)
             level = self._downsample(cond, 2 ** (k - j))
+            labels = level[:, : cfg.label_channels]
             scales = cast(nn.ModuleList, self.texture_scales[j])
             grain = self._texture_at(texture, k - j) if len(scales) else None
+            looks = cast(nn.ModuleList, self.field_scales[j])
+            tone = self._downsample_noise(field, 2 ** (k - j)) if len(looks) else None
             for i, block in enumerate(cast(nn.ModuleList, stage)):  # stages are ModuleLists
                 x = block(x, level)
                 if grain is not None:
-                    x = x + scales[i](level[:, : cfg.label_channels]) * grain
+                    x = x + scales[i](labels) * grain
+                if tone is not None:
+                    x = x + looks[i](labels, tone)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+    @staticmethod
+    def _downsample_noise(field: torch.Tensor | None, factor: int) -> torch.Tensor | None:
+        """Field noise at 1 / factor of full resolution: the mean of each cell, anchored at
+        global pixel multiples of ``factor`` (smooth noise: the means keep its scale)."""
+        if field is None or factor == 1:
+            return field
+        return F.avg_pool2d(field, factor)
 
     def _texture_at(self, texture: torch.Tensor | None, depth: int) -> torch.Tensor | None:
         """Texture noise channel ``depth`` at 1 / 2**depth of full resolution, unit variance.
@@ -311,6 +340,29 @@ class TextureScale(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, channels, H, W): each pixel's class's weights."""
         return F.conv2d(labels, self.weight * self.gain)
+
+
+class FieldScale(nn.Module):
+    """Field noise mapped to feature channels by each pixel's class: a matrix per class
+    (classes x field channels -> feature channels), zero at the start, stored divided by
+    ``gain`` like :class:`TextureScale`'s table.
+
+    Args:
+        classes: one-hot channels of the labels.
+        fields: field noise channels.
+        channels: feature channels the mapped noise is added to.
+        gain: the factor between the stored weights and the weights used.
+    """
+
+    def __init__(self, classes: int, fields: int, channels: int, gain: float = TEXTURE_GAIN):
+        super().__init__()
+        self.gain = gain
+        self.weight = nn.Parameter(torch.zeros(channels, classes * fields, 1, 1))
+
+    def forward(self, labels: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """(B, channels, H, W) from labels (B, classes, H, W) and field (B, fields, H, W)."""
+        pairs = (labels[:, :, None] * field[:, None]).flatten(1, 2)  # class-major products
+        return F.conv2d(pairs, self.weight * self.gain)
 
 
 def binomial_blur(x: torch.Tensor) -> torch.Tensor:
