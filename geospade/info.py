@@ -73,7 +73,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     }
     if not is_segmenter:
         keys = ("ngf", "num_upsampling", "adaptive", "upsample", "noise_dim", "noise_spatial",
-                "noise_field", "noise_field_mode", "noise_texture")
+                "noise_field", "noise_field_spacing", "noise_field_mode", "noise_texture")
         info["model"] = {k: config[k] for k in keys if k in config}
     extra = {k: v for k, v in card.extra.items() if k in ("device", "precision", "world_size",
                                                           "chips_dir", "validation")}

@@ -171,6 +171,17 @@ def test_field_noise_added_to_the_features_keeps_tiling_exact(upsample):
     assert diff < 1e-4
 
 
+def test_segment_tones_keep_tiling_exact():
+    """Field tones spread through each class's pixels for a bounded number of steps: with the
+    receptive field widened by it, tiles still stitch exactly."""
+    G = lively_generator(norm="batch", adaptive="clade", class_noise=True, noise_texture=2,
+                         upsample="smooth", noise_field=3, noise_field_spacing=12,
+                         noise_field_mode="segments")
+    diff, spread = crop_vs_whole(G)
+    assert spread > 0.1
+    assert diff < 1e-4
+
+
 def test_receptive_field_bounds_the_texture_noise_generator():
     G = lively_generator(norm="batch", adaptive="clade", upsample="smooth", noise_texture=3)
     size, centre = 192, 93

@@ -19,7 +19,7 @@ NORMS = ("batch", "instance", "none")
 ADAPTIVE = ("spade", "clade")
 DISCRIMINATORS = ("multiscale", "unet")
 UPSAMPLING = ("nearest", "bilinear", "smooth")
-FIELD_MODES = ("norms", "features")
+FIELD_MODES = ("norms", "features", "segments")
 
 
 @dataclass
@@ -46,12 +46,19 @@ class ModelConfig:
         noise_field: channels of slowly varying noise, a smooth blend of values hashed on a
             lattice of ``noise_field_spacing`` pixels in global coordinates (0: none): gives
             each field or wood its own look.
-        noise_field_spacing: that lattice's spacing in pixels (about a parcel's size).
+        noise_field_spacing: that lattice's spacing in pixels (about a parcel's size); in
+            the "segments" mode, the steps a field's key spreads (the largest field that
+            takes one tone, about a parcel's size), which widens the receptive field by as
+            much.
         noise_field_mode: where the field noise goes: "norms" (read with the label map by
             every normalisation layer) or "features" (added to the features of the coarse
             resolutions that get no texture noise, weighted per class and feature channel and
             zero at the start, like the texture noise: the generator starts as without it
-            and learns how far each class's look varies).
+            and learns how far each class's look varies) or "segments" (added like "features",
+            but from tones that are constant over each field of the label map: one channel
+            of per-pixel keys spreads through each class's connected pixels for
+            ``noise_field_spacing`` steps, so each field gets its own tone and the tone
+            changes exactly at its border; ``noise_field`` is then the tones' channel count).
         noise_texture: resolutions, finest first, whose residual blocks add per-pixel noise
             to their output (StyleGAN's noise inputs; 0: none). One channel of hashed noise
             per resolution, scaled by a learned weight per class and feature channel (zero at
@@ -138,7 +145,16 @@ class ModelConfig:
     @property
     def noise_channels(self) -> int:
         """Channels of the generator's noise input (style, spatial, field and texture)."""
-        return self.noise_dim + self.noise_spatial + self.noise_field + self.noise_texture
+        return self.noise_dim + self.noise_spatial + self.field_input_channels + self.noise_texture
+
+    @property
+    def field_input_channels(self) -> int:
+        """Channels of the field part of the noise input: one channel of per-pixel keys in the
+        "segments" mode (the generator turns it into ``noise_field`` tones), else
+        ``noise_field`` channels of lattice noise."""
+        if self.noise_field_mode == "segments":
+            return min(1, self.noise_field)
+        return self.noise_field
 
     @property
     def cond_noise_channels(self) -> int:

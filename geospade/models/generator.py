@@ -22,7 +22,11 @@ tiling exact.
 Field noise in the "features" mode (``noise_field_mode``) is added the same way at the coarse
 resolutions that get no texture noise: its cell means there, mapped to each feature channel by
 a learned per-class matrix (zero at the start), so a class's fields can take different looks
-and the look changes where the class does, not across a border.
+and the look changes where the class does, not across a border. In the "segments" mode the
+field part of the noise is one channel of per-pixel keys instead; the generator spreads each
+key through the pixels of its class (:func:`geospade.models.noise.segment_tones`, a bounded
+number of steps, so tiling stays exact with a halo that much wider) and adds the resulting
+per-field tones the same way: each field gets its own look, with the change at its border.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ def receptive_field(cfg: ModelConfig) -> int:
         s = 2 ** k
         first, last = min(first, lo * s), max(last, hi * s + s - 1)
         radius = max(radius, p - first, last - p)
+    if cfg.noise_field_mode == "segments" and cfg.noise_field:
+        radius += cfg.noise_field_spacing  # the tones read keys and labels this far away
     return radius
 
 
@@ -153,7 +159,7 @@ class SpadeGenerator(nn.Module):
             for j, stage in enumerate(stages))
         # Field noise added to the features: per block of the coarse resolutions without
         # texture noise, a per-class map of the field channels to the feature channels.
-        fields = cfg.noise_field if cfg.noise_field_mode == "features" else 0
+        fields = cfg.noise_field if cfg.noise_field_mode != "norms" else 0
         coarse = max(1, textured)
         self.field_scales = nn.ModuleList(
             nn.ModuleList(FieldScale(cfg.label_channels, fields, fout) for _, fout in stage)
@@ -182,9 +188,15 @@ class SpadeGenerator(nn.Module):
         return noise_lib.make_noise(batch, height, width, seed, row_off, col_off,
                                     style_channels=cfg.noise_dim,
                                     spatial_channels=cfg.noise_spatial,
-                                    field_channels=cfg.noise_field,
-                                    field_spacing=cfg.noise_field_spacing,
+                                    field_channels=cfg.field_input_channels,
+                                    field_spacing=self._field_spacing,
                                     texture_channels=cfg.noise_texture, device=device)
+
+    @property
+    def _field_spacing(self) -> int:
+        """Lattice spacing of the field input: 1 (a key per pixel) in the "segments" mode."""
+        cfg = self.config
+        return 1 if cfg.noise_field_mode == "segments" else cfg.noise_field_spacing
 
     def _check(self, onehot: torch.Tensor, noise: torch.Tensor | None) -> None:
         cfg = self.config
@@ -225,8 +237,8 @@ class SpadeGenerator(nn.Module):
                 cfg = self.config
                 noise = noise_lib.random_noise(b, h, w, style_channels=cfg.noise_dim,
                                                spatial_channels=cfg.noise_spatial,
-                                               field_channels=cfg.noise_field,
-                                               field_spacing=cfg.noise_field_spacing,
+                                               field_channels=cfg.field_input_channels,
+                                               field_spacing=self._field_spacing,
                                                texture_channels=cfg.noise_texture,
                                                device=onehot.device, dtype=onehot.dtype)
             # noise_channels counts the style, spatial, field and texture channels: some are
@@ -235,9 +247,8 @@ class SpadeGenerator(nn.Module):
             noise = noise.to(onehot.dtype)
             n = cfg.cond_noise_channels
             start = cfg.noise_dim + cfg.noise_spatial  # the field channels' first
-            texture = noise[:, start + cfg.noise_field:] if cfg.noise_texture else None
-            if cfg.noise_field_mode == "features" and cfg.noise_field:
-                field = noise[:, start : start + cfg.noise_field]
+            texture = noise[:, start + cfg.field_input_channels:] if cfg.noise_texture else None
+            field = self._field_tones(onehot, noise[:, start : start + cfg.field_input_channels])
             if n:
                 cond = torch.cat([cond, self._noise_by_class(cond, noise[:, :n])], dim=1)
         k = cfg.num_upsampling
@@ -258,6 +269,18 @@ class SpadeGenerator(nn.Module):
                 if tone is not None:
                     x = x + looks[i](labels, tone)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
+
+    def _field_tones(self, onehot: torch.Tensor, field: torch.Tensor) -> torch.Tensor | None:
+        """The field noise added to the features (None in the "norms" mode or without any):
+        the lattice noise as it is, or in the "segments" mode the per-field tones of the keys."""
+        cfg = self.config
+        if cfg.noise_field_mode == "norms" or not cfg.noise_field:
+            return None
+        if cfg.noise_field_mode == "features":
+            return field
+        tones = noise_lib.segment_tones(field, onehot.argmax(dim=1), cfg.noise_field_spacing,
+                                        cfg.noise_field)
+        return tones.to(onehot.dtype)
 
     @staticmethod
     def _downsample_noise(field: torch.Tensor | None, factor: int) -> torch.Tensor | None:

@@ -12,7 +12,9 @@ reference image at inference). It has up to four parts, in this channel order:
 - an optional *field* of slowly varying noise (``noise_field`` channels): standard normal
   vectors hashed at the nodes of a coarse lattice (``noise_field_spacing`` pixels, anchored at
   global pixel 0) and smoothly interpolated between them, so neighbouring pixels share a look
-  and places a few parcels apart get different ones (field-to-field variety);
+  and places a few parcels apart get different ones (field-to-field variety). In the
+  generator's "segments" mode the field input is instead one channel of per-pixel keys, from
+  which :func:`segment_tones` gives every field of the label map its own tone;
 - optional *texture* noise (``noise_texture`` channels, one per resolution that uses it):
   per-pixel hashed noise like the spatial noise, but not read by the normalisation layers:
   the generator adds it to its features at the finest resolutions (StyleGAN's noise inputs).
@@ -40,6 +42,8 @@ _MASK32 = 0xFFFFFFFF
 _STYLE_ROW = 0x5BD1E995
 # Channel tag of the field noise's lattice (keeps it independent of the spatial noise).
 _FIELD_TAG = 0x27D4EB2F
+# Channel tag of the segment tones hashed from a field's key.
+_TONE_TAG = 0x3C6EF372
 # Seed tag of the texture noise (independent of the spatial noise of the same seed).
 _TEXTURE_TAG = 0x165667B1
 
@@ -159,6 +163,73 @@ def field_noise(seed: int, channels: int, height: int, width: int, row_off: int 
     return value / norm
 
 
+def segment_keys(keys: torch.Tensor, classes: torch.Tensor, reach: int) -> torch.Tensor:
+    """Each pixel's largest key among the pixels of its class it can reach in ``reach`` steps.
+
+    A step moves to the left or right neighbour and then to the upper or lower one, and only
+    onto pixels of the same class, so a key spreads through a field but not across its border
+    (a line of another class one pixel wide, diagonal lines included, stops it). A field that
+    fits within ``reach`` of each of its pixels ends up with one key; a larger one splits into
+    parts about ``reach`` across.
+
+    The result at a pixel depends only on the keys and classes within ``reach`` pixels of it
+    (in rows and in columns), so two windows that overlap by that much more agree on it.
+
+    Args:
+        keys: (B, 1, H, W) float keys, e.g. per-pixel noise (ties are harmless: equal keys
+            give equal tones).
+        classes: (B, H, W) integer class of every pixel.
+        reach: number of steps.
+
+    Returns:
+        (B, 1, H, W) float32.
+    """
+    if reach < 0:
+        raise InputError(f"segment reach {reach} must be at least 0 pixels")
+    key = keys[:, 0].to(torch.float32).clone()
+    blocked = float("-inf")
+    across = torch.zeros(classes[..., :, 1:].shape, dtype=torch.float32, device=key.device)
+    across[classes[..., :, 1:] != classes[..., :, :-1]] = blocked
+    down = torch.zeros(classes[..., 1:, :].shape, dtype=torch.float32, device=key.device)
+    down[classes[..., 1:, :] != classes[..., :-1, :]] = blocked
+    for _ in range(reach):
+        _spread(key, across, dim=-1)
+        _spread(key, down, dim=-2)
+    return key[:, None]
+
+
+def _spread(key: torch.Tensor, penalty: torch.Tensor, dim: int) -> None:
+    """One step of :func:`segment_keys` along ``dim``, in place: each pixel takes the larger
+    of its key and its two neighbours' (those not blocked by ``penalty``)."""
+    n = key.shape[dim]
+    first, last = key.narrow(dim, 0, n - 1), key.narrow(dim, 1, n - 1)
+    from_next, from_prev = last + penalty, first + penalty  # both from the old keys
+    torch.maximum(first, from_next, out=first)
+    torch.maximum(last, from_prev, out=last)
+
+
+def segment_tones(keys: torch.Tensor, classes: torch.Tensor, reach: int,
+                  channels: int) -> torch.Tensor:
+    """Standard normal tones (B, channels, H, W), constant over each field of a class.
+
+    Every pixel takes the key of :func:`segment_keys` and hashes its bits into ``channels``
+    normal values, so all pixels of a field that share a key share a tone, neighbouring fields
+    of one class get independent tones, and a new set of keys (a new seed) gives every field a
+    new one. A pure function of the keys and classes within ``reach`` pixels.
+
+    Args:
+        keys: (B, 1, H, W) per-pixel keys (float).
+        classes: (B, H, W) integer class of every pixel.
+        reach: steps a key spreads (the scale in pixels of the largest uniform field).
+        channels: tone channels.
+    """
+    with torch.no_grad():
+        spread = segment_keys(keys, classes, reach).contiguous()
+        bits = spread.view(torch.int32).to(torch.int64) & _MASK32  # (B, 1, H, W)
+        chan = torch.arange(channels, dtype=torch.int64, device=bits.device).view(1, -1, 1, 1)
+        return _gaussian(_combine(_combine(hash32(bits ^ _TONE_TAG), chan), _TONE_TAG))
+
+
 def make_noise(batch: int, height: int, width: int, seed: IntArg, row_off: IntArg = 0,
                col_off: IntArg = 0, *, style_channels: int, spatial_channels: int = 0,
                field_channels: int = 0, field_spacing: int = 64, texture_channels: int = 0,
@@ -222,7 +293,9 @@ def random_noise(batch: int, height: int, width: int, *, style_channels: int,
         parts.append(style.expand(-1, -1, height, width))
     if spatial_channels:
         parts.append(torch.randn(batch, spatial_channels, height, width, device=device, dtype=dtype))
-    if field_channels:
+    if field_channels and field_spacing == 1:  # a lattice node per pixel: white noise
+        parts.append(torch.randn(batch, field_channels, height, width, device=device, dtype=dtype))
+    elif field_channels:
         draws = torch.randint(0, 2**31 - 1, (batch, 3)).tolist()
         parts.append(torch.stack([field_noise(seed, field_channels, height, width, row, col,
                                               field_spacing, device)
