@@ -244,11 +244,12 @@ class SpadeGenerator(nn.Module):
             # noise_channels counts the style, spatial, field and texture channels: some are
             # drawn.
             assert noise is not None
+            start = cfg.noise_dim + cfg.noise_spatial  # the field channels' first
+            # Before the cast: segment keys in half precision would tie across fields.
+            field = self._field_tones(onehot, noise[:, start : start + cfg.field_input_channels])
             noise = noise.to(onehot.dtype)
             n = cfg.cond_noise_channels
-            start = cfg.noise_dim + cfg.noise_spatial  # the field channels' first
             texture = noise[:, start + cfg.field_input_channels:] if cfg.noise_texture else None
-            field = self._field_tones(onehot, noise[:, start : start + cfg.field_input_channels])
             if n:
                 cond = torch.cat([cond, self._noise_by_class(cond, noise[:, :n])], dim=1)
         k = cfg.num_upsampling
@@ -277,7 +278,7 @@ class SpadeGenerator(nn.Module):
         if cfg.noise_field_mode == "norms" or not cfg.noise_field:
             return None
         if cfg.noise_field_mode == "features":
-            return field
+            return field.to(onehot.dtype)
         tones = noise_lib.segment_tones(field, onehot.argmax(dim=1), cfg.noise_field_spacing,
                                         cfg.noise_field)
         return tones.to(onehot.dtype)
