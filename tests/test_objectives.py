@@ -18,7 +18,9 @@ from geospade.training.loss import (
     Anchors,
     Batch,
     OasisObjective,
+    chip_moments,
     class_balance,
+    class_moments,
     class_moments_loss,
     class_texture,
     labelmix_mask,
@@ -92,6 +94,38 @@ def test_class_moments_loss_pools_the_batch_and_catches_flat_paint():
     fake = flat.clone().requires_grad_(True)
     class_moments_loss(fake, real, classes(labels)).backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_per_chip_moments_tell_field_tones_from_speckle():
+    torch.manual_seed(0)
+    labels = torch.zeros(4, 16, 16, dtype=torch.long)
+    labels[:, 8:] = 1
+    onehot = classes(labels)
+    count = onehot.sum((0, 2, 3))
+    # Real: every chip's fields calm, each in its own tone.
+    tones = torch.tensor([-0.6, -0.2, 0.2, 0.6])
+    real = tones[:, None, None, None].expand(4, 3, 16, 16).clone()
+    real += 0.05 * torch.randn_like(real)
+    within, between = chip_moments(real, onehot, count)
+    _, pooled = class_moments(real, onehot, count)
+    assert torch.allclose(within**2 + between**2, pooled**2, atol=1e-4)
+    assert float(within.max()) < 0.1 and float(between.min()) > 0.4
+    # Speckle: the same pixels shuffled across the batch, class by class: the pooled
+    # moments are unchanged, so only the per-chip split notices.
+    speckle = real.clone()
+    for c in (0, 1):
+        inside = labels == c                               # (B, H, W)
+        for band in range(3):
+            values = speckle[:, band][inside]
+            speckle[:, band][inside] = values[torch.randperm(values.numel())]
+    assert float(class_moments_loss(real, real, onehot, per_chip=True)) == pytest.approx(
+        0.0, abs=1e-3)
+    pooled_loss = float(class_moments_loss(speckle, real, onehot))
+    split_loss = float(class_moments_loss(speckle, real, onehot, per_chip=True))
+    texture = float((class_texture(speckle, onehot)[0] - class_texture(real, onehot)[0])
+                    .abs().mean())
+    assert pooled_loss == pytest.approx(texture, abs=1e-3)   # only the texture term sees it
+    assert split_loss > pooled_loss + 0.5
 
 
 def test_class_texture_counts_only_steps_inside_a_class():

@@ -30,6 +30,7 @@ DEFAULT_STEPS = 5000
 #: Presets without an entry, and options a recipe leaves out, take RECIPE_FALLBACK's value.
 RECIPE_FALLBACK: dict[str, Any] = {"objective": "spade", "batch_size": 4, "lr_g": 1e-4,
                                    "lambda_l1": 0.0, "lambda_moments": 0.0,
+                                   "moments_per_chip": False,
                                    "steps": DEFAULT_STEPS}
 RECIPES: dict[str, dict[str, Any]] = {
     # SPADE's PatchGANs with feature matching and the class-moment loss (each class's colour
@@ -94,6 +95,10 @@ class TrainConfig:
             standard deviation and texture (mean difference between neighbours) of the
             generated batch's pixels against the real batch's (pooled over the batch, so
             fields keep their own colours). Default: the preset's recipe, else 0.
+        moments_per_chip: compare the class-moment loss's spread in two parts, inside the
+            chips and across the chips' class means, instead of pooled over the batch
+            (pixel noise inside every field then cannot stand in for field-to-field
+            variety). Default: the preset's recipe, else off.
         vgg_weights: file with torchvision VGG19 weights; without it no VGG loss is used.
         ema_decay: decay of the exponential moving average of the generator weights.
         bn_batches: training batches used to recompute the EMA generator's batch-norm
@@ -145,6 +150,9 @@ class TrainConfig:
                                         "mean colour, spread and texture in the batch, "
                                         "generated vs real (0 = off; default: the preset's "
                                         "recipe)")
+    moments_per_chip: bool | None = _opt(None, "split the class-moment loss's spread into the "
+                                         "spread inside chips and across chips (default: "
+                                         "the preset's recipe)")
     vgg_weights: str | None = _opt(None, "torchvision VGG19 weights file; enables the VGG loss",
                                metavar="FILE")
     ema_decay: float = _opt(0.999, "decay of the generator weights' moving average")

@@ -85,6 +85,7 @@ class Anchors:
         lambda_vgg: its weight.
         lambda_l1: weight of an L1 loss between generated and real chips.
         lambda_moments: weight of :func:`class_moments_loss`.
+        moments_per_chip: split its spread into within- and between-chip parts.
     """
 
     num_classes: int
@@ -92,6 +93,7 @@ class Anchors:
     lambda_vgg: float = 0.0
     lambda_l1: float = 0.0
     lambda_moments: float = 0.0
+    moments_per_chip: bool = False
 
     def __call__(self, batch: Batch, fake: torch.Tensor, terms: LossTerms) -> torch.Tensor:
         """Their weighted sum (0 when all are off); each one is also added to ``terms``."""
@@ -104,7 +106,8 @@ class Anchors:
             total = total + self.lambda_l1 * terms["loss_g_l1"]
         if self.lambda_moments:
             classes = batch.onehot[:, : self.num_classes]  # without don't-care
-            terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real, classes)
+            terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real, classes,
+                                                           self.moments_per_chip)
             total = total + self.lambda_moments * terms["loss_g_moments"]
         return total
 
@@ -135,8 +138,26 @@ def class_texture(images: torch.Tensor,
     return total / pairs.clamp(min=1)[:, None], pairs > 0
 
 
-def class_moments_loss(fake: torch.Tensor, real: torch.Tensor,
-                       onehot: torch.Tensor) -> torch.Tensor:
+def chip_moments(images: torch.Tensor, onehot: torch.Tensor,
+                 count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class and band, the spread of the batch's pixels split in two: the standard
+    deviation inside each chip (averaged over the chips, weighted by the class's pixels in
+    each) and the standard deviation across the chips of each chip's class mean (weighted
+    the same way). Their squares add up to the pooled variance of :func:`class_moments`.
+    images (B, C, H, W), onehot (B, N, H, W), count (N,) -> (N, C) x 2."""
+    per_chip = onehot.sum((2, 3))                                       # (B, N)
+    n = per_chip.clamp(min=1)[..., None]
+    mean = torch.einsum("bchw,bnhw->bnc", images, onehot) / n           # (B, N, C)
+    square = torch.einsum("bchw,bnhw->bnc", images * images, onehot) / n
+    weight = per_chip[..., None] / count.clamp(min=1)[None, :, None]    # sums to 1 per class
+    within = (weight * (square - mean * mean).clamp(min=0)).sum(0)
+    pooled = (weight * mean).sum(0)
+    between = (weight * (mean - pooled) ** 2).sum(0)
+    return within.add(1e-6).sqrt(), between.add(1e-6).sqrt()
+
+
+def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor,
+                       per_chip: bool = False) -> torch.Tensor:
     """How far each class's look in the generated batch is from the real batch's: mean
     |difference| of the per-class, per-band mean colour, its standard deviation
     (:func:`class_moments`) and the texture (:func:`class_texture`), over the classes present.
@@ -148,6 +169,11 @@ def class_moments_loss(fake: torch.Tensor, real: torch.Tensor,
     takes in the real chips (one field greener, the next browner) as long as the batch's
     mix of colours, their spread and their texture are the real ones: it anchors colours
     without pulling every pixel to its class's mean as L1 does.
+
+    With ``per_chip`` the standard deviation is split into the spread inside the chips and
+    the spread of the chips' class means (:func:`chip_moments`), each compared on its own:
+    the pooled spread alone can be met by pixel noise inside every field (speckle) where the
+    real imagery has calm fields of different tones.
     """
     onehot = onehot.to(fake.dtype)
     count = onehot.sum((0, 2, 3))
@@ -157,7 +183,13 @@ def class_moments_loss(fake: torch.Tensor, real: torch.Tensor,
     real = real.to(fake.dtype)
     fake_mean, fake_std = class_moments(fake, onehot, count)
     real_mean, real_std = class_moments(real, onehot, count)
-    colour = ((fake_mean - real_mean).abs() + (fake_std - real_std).abs())[present].mean()
+    if per_chip:
+        spread = sum((f - r).abs() for f, r in zip(chip_moments(fake, onehot, count),
+                                                   chip_moments(real, onehot, count),
+                                                   strict=True))
+    else:
+        spread = (fake_std - real_std).abs()
+    colour = ((fake_mean - real_mean).abs() + spread)[present].mean()
     fake_texture, textured = class_texture(fake, onehot)
     real_texture, _ = class_texture(real, onehot)
     if not textured.any():
@@ -295,12 +327,13 @@ DISCRIMINATOR_OF = {"spade": "multiscale", "oasis": "unet"}
 
 def build_objective(config: TrainConfig, num_classes: int, device: torch.device) -> Objective:
     """The objective a training configuration (after :meth:`TrainConfig.resolved`) asks for."""
-    if config.lambda_l1 is None or config.lambda_moments is None:
+    if (config.lambda_l1 is None or config.lambda_moments is None
+            or config.moments_per_chip is None):
         raise RuntimeError("build_objective needs TrainConfig.resolved(): a recipe weight is "
                            "unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
     anchors = Anchors(num_classes, vgg, config.lambda_vgg, config.lambda_l1,
-                      config.lambda_moments)
+                      config.lambda_moments, config.moments_per_chip)
     if config.objective == "oasis":
         return OasisObjective(num_classes, config.lambda_labelmix, anchors)
     return SpadeObjective(config.lambda_fm, anchors)
