@@ -18,6 +18,7 @@ from geospade.training.loss import (
     Anchors,
     Batch,
     OasisObjective,
+    build_objective,
     chip_moments,
     class_balance,
     class_moments,
@@ -152,6 +153,22 @@ def test_anchors_add_their_terms_only_when_weighted():
     assert list(terms) == ["loss_g_l1", "loss_g_moments"]
     assert float(total) == pytest.approx(float(2 * terms["loss_g_l1"]
                                                + 5 * terms["loss_g_moments"]))
+
+
+def test_moments_per_chip_reaches_the_loss_from_the_options():
+    labels = torch.randint(0, 3, (4, 8, 8))
+    onehot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()
+    batch = Batch(labels=labels, onehot=onehot, real=torch.rand(4, 3, 8, 8))
+    fake = torch.rand(4, 3, 8, 8)
+    config = TrainConfig(preset="cpu", moments_per_chip=True).resolved()
+    objective = build_objective(config, 3, torch.device("cpu"))
+    assert objective.anchors.moments_per_chip
+    assert not build_objective(TrainConfig(preset="cpu").resolved(), 3,
+                               torch.device("cpu")).anchors.moments_per_chip
+    terms: dict = {}
+    objective.anchors(batch, fake, terms)
+    expected = class_moments_loss(fake, batch.real, onehot[:, :3], per_chip=True)
+    assert float(terms["loss_g_moments"]) == pytest.approx(float(expected))
 
 
 def test_oasis_discriminator_losses_and_gradients():
