@@ -107,8 +107,9 @@ def test_per_chip_moments_tell_field_tones_from_speckle():
     tones = torch.tensor([-0.6, -0.2, 0.2, 0.6])
     real = tones[:, None, None, None].expand(4, 3, 16, 16).clone()
     real += 0.05 * torch.randn_like(real)
-    within, between = chip_moments(real, onehot, count)
-    _, pooled = class_moments(real, onehot, count)
+    mean, within, between = chip_moments(real, onehot, count)
+    pooled_mean, pooled = class_moments(real, onehot, count)
+    assert torch.allclose(mean, pooled_mean, atol=1e-5)
     assert torch.allclose(within**2 + between**2, pooled**2, atol=1e-4)
     assert float(within.max()) < 0.1 and float(between.min()) > 0.4
     # Speckle: the same pixels shuffled across the batch, class by class: the pooled

@@ -139,12 +139,13 @@ def class_texture(images: torch.Tensor,
 
 
 def chip_moments(images: torch.Tensor, onehot: torch.Tensor,
-                 count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class and band, the spread of the batch's pixels split in two: the standard
-    deviation inside each chip (averaged over the chips, weighted by the class's pixels in
-    each) and the standard deviation across the chips of each chip's class mean (weighted
-    the same way). Their squares add up to the pooled variance of :func:`class_moments`.
-    images (B, C, H, W), onehot (B, N, H, W), count (N,) -> (N, C) x 2."""
+                 count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per class and band: the mean over the batch (as :func:`class_moments`) and the spread
+    of the batch's pixels split in two, the standard deviation inside each chip (averaged
+    over the chips, weighted by the class's pixels in each) and the standard deviation
+    across the chips of each chip's class mean (weighted the same way). The squares of the
+    two add up to the pooled variance of :func:`class_moments`.
+    images (B, C, H, W), onehot (B, N, H, W), count (N,) -> (N, C) x 3."""
     per_chip = onehot.sum((2, 3))                                       # (B, N)
     n = per_chip.clamp(min=1)[..., None]
     mean = torch.einsum("bchw,bnhw->bnc", images, onehot) / n           # (B, N, C)
@@ -153,7 +154,7 @@ def chip_moments(images: torch.Tensor, onehot: torch.Tensor,
     within = (weight * (square - mean * mean).clamp(min=0)).sum(0)
     pooled = (weight * mean).sum(0)
     between = (weight * (mean - pooled) ** 2).sum(0)
-    return within.add(1e-6).sqrt(), between.add(1e-6).sqrt()
+    return pooled, within.add(1e-6).sqrt(), between.add(1e-6).sqrt()
 
 
 def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor,
@@ -181,15 +182,11 @@ def class_moments_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Ten
     if not present.any():
         return fake.sum() * 0
     real = real.to(fake.dtype)
-    fake_mean, fake_std = class_moments(fake, onehot, count)
-    real_mean, real_std = class_moments(real, onehot, count)
-    if per_chip:
-        spread = sum((f - r).abs() for f, r in zip(chip_moments(fake, onehot, count),
-                                                   chip_moments(real, onehot, count),
-                                                   strict=True))
-    else:
-        spread = (fake_std - real_std).abs()
-    colour = ((fake_mean - real_mean).abs() + spread)[present].mean()
+    # per class and band: the mean, then one or two spreads (pooled, or within and between)
+    moments = chip_moments if per_chip else class_moments
+    gaps = [(f - r).abs() for f, r in zip(moments(fake, onehot, count),
+                                          moments(real, onehot, count), strict=True)]
+    colour = torch.stack(gaps).sum(0)[present].mean()
     fake_texture, textured = class_texture(fake, onehot)
     real_texture, _ = class_texture(real, onehot)
     if not textured.any():
@@ -329,7 +326,7 @@ def build_objective(config: TrainConfig, num_classes: int, device: torch.device)
     """The objective a training configuration (after :meth:`TrainConfig.resolved`) asks for."""
     if (config.lambda_l1 is None or config.lambda_moments is None
             or config.moments_per_chip is None):
-        raise RuntimeError("build_objective needs TrainConfig.resolved(): a recipe weight is "
+        raise RuntimeError("build_objective needs TrainConfig.resolved(): a recipe option is "
                            "unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
     anchors = Anchors(num_classes, vgg, config.lambda_vgg, config.lambda_l1,
