@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", action="store_true", help="skip part (a)")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=JSON",
                         help="an extra recipe: TrainConfig options as JSON")
+    parser.add_argument("--only", metavar="NAME[,NAME...]",
+                        help="run only these recipes (built-in or --recipe), in this order")
     parser.add_argument("--picture", type=Path, help="also copy the picture here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -373,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.recipe:
         name, _, options = item.partition("=")
         args.recipes[name] = json.loads(options)
+    if args.only:
+        chosen = args.only.split(",")
+        unknown = [n for n in chosen if n not in args.recipes]
+        if unknown or len(chosen) < 2:
+            parser.error(f"--only needs two or more of {', '.join(args.recipes)}; "
+                         f"got {args.only}")
+        args.recipes = {n: args.recipes[n] for n in chosen}
     names = list(args.recipes)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"budget_s": args.budget, "clock": args.clock, "recipes": args.recipes}

@@ -104,6 +104,27 @@ def test_texture_noise_starts_silent_and_is_scaled_per_class():
     assert (a - b)[..., 4:28, 4:12].abs().max() < 1e-6  # class 0 (beyond the 3x3 reach)
 
 
+def test_texture_and_field_gains_scale_the_used_weights_not_the_stored_ones():
+    """texture_gain is the factor between the stored texture weights and those used (one
+    Adam step moves the used weights ``gain`` times as far; 0 is refused); field_gain the
+    same for the field noise's per-class maps."""
+    from geospade.models import build_generator, model_config
+
+    for gain in (8, 30):
+        G = build_generator(model_config("tiny", 2, 3, noise_texture=1, texture_gain=gain))
+        scale = G.texture_scales[-1][-1]
+        with torch.no_grad():
+            scale.weight.fill_(0.01)
+        labels = torch.ones(1, 3, 2, 2)
+        assert scale.gain == gain
+        assert torch.allclose(scale(labels), torch.full_like(scale(labels), 0.03 * gain))
+    with pytest.raises(InputError, match="texture_gain"):
+        model_config("tiny", 2, 3, noise_texture=1, texture_gain=0)
+    G = build_generator(model_config("tiny", 2, 3, noise_field=2, noise_field_mode="features",
+                                     field_gain=4))
+    assert {scale.gain for stage in G.field_scales for scale in stage} == {4}
+
+
 def test_noise_texture_is_bounded_by_the_resolutions():
     from geospade.models import model_config
 

@@ -64,6 +64,11 @@ class ModelConfig:
             per resolution, scaled by a learned weight per class and feature channel (zero at
             the start): inside a field the label map is constant, so without it nothing can
             make pixel-scale detail (crop rows, tree crowns, roof tiles).
+        texture_gain: learning-rate multiplier of those weights (the factor between the
+            stored and the used weights, :class:`~geospade.models.generator.TextureScale`):
+            the higher, the sooner the texture grows in a short run.
+        field_gain: the same for the per-class maps of the field noise in the "features" and
+            "segments" modes (:class:`~geospade.models.generator.FieldScale`).
         class_noise: CLADE only: each class modulates with its own linear map of the noise,
             so one field of a class differs from the next within that class's looks; off,
             one map shared by all classes shifts every class alike (blotches across borders).
@@ -93,6 +98,8 @@ class ModelConfig:
     noise_field_spacing: int = 64
     noise_field_mode: str = "norms"
     noise_texture: int = 0
+    texture_gain: int = 30
+    field_gain: int = 30
     class_noise: bool = False
     upsample: str = "nearest"
     discriminator: str = "multiscale"
@@ -123,7 +130,8 @@ class ModelConfig:
         positive = {"num_classes": self.num_classes, "out_channels": self.out_channels,
                     "ngf": self.ngf, "ndf": self.ndf, "num_upsampling": self.num_upsampling,
                     "spade_hidden": self.spade_hidden, "num_d": self.num_d,
-                    "d_layers": self.d_layers}
+                    "d_layers": self.d_layers, "texture_gain": self.texture_gain,
+                    "field_gain": self.field_gain}
         for name, value in positive.items():
             if int(value) < 1:
                 raise InputError(f"model {name} must be at least 1, got {value}")

@@ -154,7 +154,8 @@ class SpadeGenerator(nn.Module):
         # for each feature channel, looked up per class (a 1x1 map of the one-hot labels).
         textured = len(stages) - cfg.noise_texture
         self.texture_scales = nn.ModuleList(
-            nn.ModuleList(TextureScale(cfg.label_channels, fout) for _, fout in stage)
+            nn.ModuleList(TextureScale(cfg.label_channels, fout, cfg.texture_gain)
+                          for _, fout in stage)
             if j >= textured else nn.ModuleList()
             for j, stage in enumerate(stages))
         # Field noise added to the features: per block of the coarse resolutions without
@@ -162,7 +163,8 @@ class SpadeGenerator(nn.Module):
         fields = cfg.noise_field if cfg.noise_field_mode != "norms" else 0
         coarse = max(1, textured)
         self.field_scales = nn.ModuleList(
-            nn.ModuleList(FieldScale(cfg.label_channels, fields, fout) for _, fout in stage)
+            nn.ModuleList(FieldScale(cfg.label_channels, fields, fout, cfg.field_gain)
+                          for _, fout in stage)
             if fields and j < coarse else nn.ModuleList()
             for j, stage in enumerate(stages))
 
