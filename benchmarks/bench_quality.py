@@ -21,6 +21,10 @@ Usage::
 
     python benchmarks/bench_quality.py -o /tmp/quality --budget 150
     python benchmarks/bench_quality.py -o /tmp/quality --budget 30 --scene-size 1024 --no-flair
+    python benchmarks/bench_quality.py -o /tmp/quality --budget 450 --clock cpu --no-flair \
+        --recipe 'tones={"preset": "cpu", "model": {"noise_dim": 0, "noise_field": 8,
+                  "noise_field_spacing": 192, "noise_field_mode": "segments"}}' \
+        --only default,tones      # an option against the default, without the former recipe
 """
 
 from __future__ import annotations

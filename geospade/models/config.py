@@ -22,6 +22,13 @@ UPSAMPLING = ("nearest", "bilinear", "smooth")
 FIELD_MODES = ("norms", "features", "segments")
 
 
+#: Default learning-rate multiplier of the texture noise's weights and of the field noise's
+#: maps (``ModelConfig.texture_gain`` / ``field_gain``). With 10 the cpu recipe's texture ratio
+#: reached 0.52 of the real imagery's in 320 s of CPU training, with 30 it reached 0.76
+#: (benchmarks/bench_quality.py, demo validation chips, one run each).
+TEXTURE_GAIN = 30
+
+
 @dataclass
 class ModelConfig:
     """Everything that determines the generator's and discriminator's architecture.
@@ -98,8 +105,8 @@ class ModelConfig:
     noise_field_spacing: int = 64
     noise_field_mode: str = "norms"
     noise_texture: int = 0
-    texture_gain: int = 30
-    field_gain: int = 30
+    texture_gain: int = TEXTURE_GAIN
+    field_gain: int = TEXTURE_GAIN
     class_noise: bool = False
     upsample: str = "nearest"
     discriminator: str = "multiscale"
@@ -232,7 +239,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Per-field tones reaching 192 px (noise_dim=0, noise_field=8, noise_field_spacing=192,
     # noise_field_mode="segments"), 450 s on the demo: lower colour error on both seeds,
     # whole-scene variety 0.67 against 0.58 (seed 0) but 1.54 against 0.88 (seed 1), Frechet
-    # distance higher on seed 0 and lower on seed 1; not measured on FLAIR (README): an option.
+    # distance higher on seed 0 and lower on seed 1; on FLAIR (seed 0) lower colour error on
+    # both patches, less variety on one (README): an option until measured on more runs.
     "cpu": dict(ngf=16, ndf=32, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3,
                 adaptive="clade", class_noise=True, upsample="smooth", noise_texture=3),
     # Unit tests.

@@ -40,7 +40,7 @@ from torch import nn
 from geospade.errors import InputError
 from geospade.models import noise as noise_lib
 from geospade.models.blocks import SpadeResBlock
-from geospade.models.config import ModelConfig
+from geospade.models.config import TEXTURE_GAIN, ModelConfig
 from geospade.models.init import init_conv
 
 
@@ -335,12 +335,6 @@ class SpadeGenerator(nn.Module):
             return F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return binomial_blur(x) if mode == "smooth" else x
-
-
-#: Learning-rate multiplier of the texture noise's weights (:class:`TextureScale`). With 10
-#: the cpu recipe's texture ratio reached 0.52 of the real imagery's in 320 s of CPU training,
-#: with 30 it reached 0.76 (benchmarks/bench_quality.py, demo validation chips, one run each).
-TEXTURE_GAIN = 30.0
 
 
 class TextureScale(nn.Module):
