@@ -382,9 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         chosen = args.only.split(",")
         unknown = [n for n in chosen if n not in args.recipes]
-        if unknown or len(chosen) < 2:
-            parser.error(f"--only needs two or more of {', '.join(args.recipes)}; "
-                         f"got {args.only}")
+        if unknown:
+            parser.error(f"--only names unknown recipe(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(args.recipes)} or add one with --recipe NAME=JSON")
+        if len(chosen) < 2:
+            parser.error(f"--only {args.only} names one recipe: give two or more to compare")
         args.recipes = {n: args.recipes[n] for n in chosen}
     names = list(args.recipes)
     args.out.mkdir(parents=True, exist_ok=True)
