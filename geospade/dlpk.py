@@ -62,7 +62,7 @@ def export_model(
         CheckpointError: the checkpoint cannot be read or holds no generator.
     """
     from geospade.synthesis import load_model
-    from geospade.synthesis.plan import default_halo, round_up
+    from geospade.synthesis.plan import round_up
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".dlpk":
@@ -79,7 +79,7 @@ def export_model(
                          "generator's downsampling factor",
                          hint=f"Use {round_up(max(tile_size, factor), factor)}.")
     if padding is None:
-        padding = default_halo(factor, model.receptive_field)
+        padding = model.default_halo
     elif padding < 0:
         raise InputError(f"padding must not be negative, got {padding}", hint="Use 0 or more.")
     padding = round_up(int(padding), factor)

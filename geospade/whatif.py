@@ -46,7 +46,7 @@ from geospade.raster import (
     same_grid,
 )
 from geospade.synthesis.model import LoadedModel
-from geospade.synthesis.plan import DEFAULT_TILE_SIZE, default_halo
+from geospade.synthesis.plan import DEFAULT_TILE_SIZE
 from geospade.synthesis.seams import SeamStats
 from geospade.synthesis.synthesize import load_model, synthesize_array
 
@@ -624,7 +624,7 @@ def _run(view, img, lc, model: LoadedModel, out: Path, lc_out: Path, *, changes,
     width, height = img.width, img.height
     band = blend_pixels(img, blend)
     ring = max(2 * band, MIN_RING)
-    context = default_halo(model.downsampling_factor, model.receptive_field)
+    context = model.default_halo
     margin = band + ring + context
     edited_ds = None
     try:

@@ -25,7 +25,6 @@ from geospade.dlpk import RASTER_FUNCTION, export_model
 from geospade.errors import InputError, OutputExistsError
 from geospade.imagery import ImageryInfo
 from geospade.synthesis import synthesize_array
-from geospade.synthesis.plan import default_halo
 
 NODATA = CHESAPEAKE_7.nodata
 TILE = 64
@@ -111,7 +110,7 @@ def test_package_holds_emd_weights_and_raster_function(package, model):
                               for c in CHESAPEAKE_7.classes]
     assert emd["MinCellSize"] == emd["MaxCellSize"] == {
         "x": 1.0, "y": 1.0, "spatialReference": {"wkid": 32618, "latestWkid": 32618}}
-    halo = default_halo(model.downsampling_factor, model.receptive_field)
+    halo = model.default_halo
     assert emd["ModelParameters"] == {"tile_size": TILE, "padding": halo, "seed": 0,
                                       "batch_size": 4}
     assert emd["GeoSPADE"]["step"] == 123 and emd["GeoSPADE"]["nodata"] == NODATA

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from helpers import random_model
 
+from geospade.classes import CHESAPEAKE_7
 from geospade.errors import InputError
+from geospade.imagery import ImageryInfo
 from geospade.models import build_generator, model_config, one_hot
 from geospade.models.noise import segment_keys, segment_tones, spatial_noise
+from geospade.synthesis import synthesize_array
+from geospade.synthesis.plan import MAX_DEFAULT_HALO, round_up
 
 
 def reachable_max(keys: torch.Tensor, classes: torch.Tensor, reach: int) -> torch.Tensor:
@@ -114,3 +120,30 @@ def test_segment_tones_start_silent_and_then_give_each_field_its_look():
     assert (a - b).abs().mean() > 1e-3
     corner_a, corner_b = a[0, :, :12, :12].mean((1, 2)), a[0, :, -12:, -12:].mean((1, 2))
     assert (corner_a - corner_b).abs().max() > 1e-3  # the two fields differ
+
+
+def test_the_default_halo_covers_the_tones_reach_so_no_tile_splits_a_field():
+    """A field wider than a tile gets one tone across every tile it spans: the default halo
+    is the tones' reach plus the (capped) rest of the receptive field, where capping the whole
+    receptive field at 128 px lets neighbouring tiles decide the same field's tone apart."""
+    reach = 160
+    model = random_model(CHESAPEAKE_7, ImageryInfo(3, "uint8"), preset="tiny", noise_dim=0,
+                         noise_field=4, noise_field_spacing=reach, noise_field_mode="segments")
+    with torch.no_grad():
+        for stage in model.generator.field_scales:
+            for scale in stage:
+                scale.weight.normal_(0, 0.5)
+    factor, field = model.downsampling_factor, model.receptive_field
+    assert field > MAX_DEFAULT_HALO and model.generator.field_reach == reach
+    assert model.default_halo == round_up(reach + min(MAX_DEFAULT_HALO, field - reach), factor)
+    labels = np.full((192, 384), CHESAPEAKE_7.values[1], dtype=np.uint8)  # fields of one class
+    labels[:, 250] = CHESAPEAKE_7.values[0]  # split by a one-pixel line
+    labels[100, :250] = CHESAPEAKE_7.values[0]
+
+    def synth(halo: int | None) -> np.ndarray:
+        return synthesize_array(labels, None, model, tile_size=64, halo=halo, seed=3,
+                                device="cpu").image.astype(np.float64)
+
+    exact = synth(model.generator.seamless_halo)
+    assert np.abs(synth(None) - exact).max() <= 1.0  # uint8 rounding at most
+    assert np.abs(synth(MAX_DEFAULT_HALO) - exact).max() > 10  # a field split between tiles

@@ -25,7 +25,7 @@ import numpy as np
 
 from geospade.errors import CheckpointError, InputError
 from geospade.synthesis import LoadedModel, load_model, synthesize_array
-from geospade.synthesis.plan import default_halo, round_up
+from geospade.synthesis.plan import round_up
 
 #: What Pro's "device" argument may hold besides auto/cpu/cuda/cuda:N: a GPU id, -1 for the
 #: CPU, -2 for "pick one".
@@ -187,7 +187,7 @@ class GeoSPADERasterFunction:
 
     def _default_padding(self) -> int:
         model = self._loaded()
-        return default_halo(model.downsampling_factor, model.receptive_field)
+        return model.default_halo
 
 
 def translate_block(model: LoadedModel, labels: np.ndarray, valid: np.ndarray | None,

@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tile core size in pixels, a multiple of the generator's 2**k "
                              "(default: 512, or less for a small raster)")
     parser.add_argument("--halo", type=int, default=None,
-                        help="context pixels on every side of a tile (default: from the "
-                             "generator's receptive field)")
+                        help="context pixels on every side of a tile (default: the "
+                             "generator's receptive field, its convolutional part capped at "
+                             "128; per-field tones' full reach)")
     parser.add_argument("--feather", type=int, default=None,
                         help="width of the cosine blend at tile seams (default: 32)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per generator pass")

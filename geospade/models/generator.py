@@ -98,9 +98,16 @@ def receptive_field(cfg: ModelConfig) -> int:
         s = 2 ** k
         first, last = min(first, lo * s), max(last, hi * s + s - 1)
         radius = max(radius, p - first, last - p)
+    return radius + field_reach(cfg)  # the tones read keys and labels this much further
+
+
+def field_reach(cfg: ModelConfig) -> int:
+    """Pixels the per-field tones (``noise_field_mode="segments"``) read beyond a pixel: the
+    steps a field's key spreads; 0 without them. Part of :func:`receptive_field`; a tone is
+    exactly the whole raster's only where the window extends this far around the pixel."""
     if cfg.noise_field_mode == "segments" and cfg.noise_field:
-        radius += cfg.noise_field_spacing  # the tones read keys and labels this far away
-    return radius
+        return int(cfg.noise_field_spacing)
+    return 0
 
 
 def seamless_halo(cfg: ModelConfig) -> int:
@@ -124,6 +131,7 @@ class SpadeGenerator(nn.Module):
         config: the config it was built from.
         downsampling_factor: 2**k; input sizes and tile offsets must be multiples of it.
         receptive_field: radius in pixels of an output pixel's dependence on the input.
+        field_reach: the part of it the per-field tones add (:func:`field_reach`).
         seamless_halo: receptive_field rounded up to a multiple of downsampling_factor.
         noise_channels: channels of the noise input (0: the model takes none).
     """
@@ -133,6 +141,7 @@ class SpadeGenerator(nn.Module):
         self.config = cfg
         self.downsampling_factor = cfg.downsampling_factor
         self.receptive_field = receptive_field(cfg)
+        self.field_reach = field_reach(cfg)
         self.seamless_halo = seamless_halo(cfg)
         self.noise_channels = cfg.noise_channels
         cond = cfg.label_channels + cfg.cond_noise_channels

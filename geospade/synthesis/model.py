@@ -100,6 +100,15 @@ class LoadedModel:
         """The generator's receptive field in pixels."""
         return int(self.generator.receptive_field)
 
+    @property
+    def default_halo(self) -> int:
+        """The context a synthesis tile reads on each side unless told otherwise
+        (:func:`~geospade.synthesis.plan.default_halo` of this generator)."""
+        from geospade.synthesis.plan import default_halo
+
+        return default_halo(self.downsampling_factor, self.receptive_field,
+                            int(self.generator.field_reach))
+
     def generate(self, indices: np.ndarray, row_offs: Sequence[int], col_offs: Sequence[int],
                  seed: int) -> np.ndarray:
         """Generate imagery for a batch of label windows.

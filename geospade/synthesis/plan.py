@@ -141,12 +141,21 @@ def default_tile_size(width: int, height: int, multiple_of: int,
     return max(multiple_of, preferred // multiple_of * multiple_of)
 
 
-def default_halo(multiple_of: int, receptive_field: int | None = None) -> int:
+def default_halo(multiple_of: int, receptive_field: int | None = None,
+                 exact_reach: int = 0) -> int:
     """Context on each side: the generator's receptive field when known (then a tile's core
     is exactly what generating the whole raster at once would give), capped at 128 pixels to
-    bound the extra compute, else 64; rounded up to a multiple of the downsampling factor."""
-    halo = DEFAULT_HALO if not receptive_field else min(MAX_DEFAULT_HALO, receptive_field)
-    return round_up(halo, multiple_of)
+    bound the extra compute, else 64; rounded up to a multiple of the downsampling factor.
+
+    ``exact_reach`` is the part of the receptive field that the cap must not cut: the per-field
+    tones' reach (:func:`~geospade.models.generator.field_reach`). A tone is decided by the
+    pixels of its field within that reach, so a halo short of it could give one field two
+    tones in two neighbouring tiles (a seam); a far conv input only nudges a pixel. The halo is
+    then that reach plus the capped remainder."""
+    if not receptive_field:
+        return round_up(DEFAULT_HALO, multiple_of)
+    exact = max(0, min(int(exact_reach), int(receptive_field)))
+    return round_up(exact + min(MAX_DEFAULT_HALO, int(receptive_field) - exact), multiple_of)
 
 
 def plan_tiles(

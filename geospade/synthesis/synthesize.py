@@ -46,7 +46,6 @@ from geospade.synthesis.pipeline import (
 from geospade.synthesis.plan import (
     DEFAULT_FEATHER,
     SynthesisPlan,
-    default_halo,
     default_tile_size,
     plan_tiles,
     round_up,
@@ -133,7 +132,7 @@ def make_plan(model: LoadedModel, width: int, height: int, *, tile_size: int | N
                         "generator's downsampling factor", path=source,
                         hint=f"Use e.g. --tile-size {round_up(512, factor)}, or leave it out.")
     tile_size = tile_size or default_tile_size(width, height, factor)
-    halo = default_halo(factor, model.receptive_field) if halo is None else int(halo)
+    halo = model.default_halo if halo is None else int(halo)
     if feather is None:
         feather = min(DEFAULT_FEATHER, 2 * halo, tile_size // 2) // 2 * 2
     return plan_tiles(width, height, tile_size=int(tile_size), halo=halo, feather=int(feather),
