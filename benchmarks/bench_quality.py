@@ -48,13 +48,15 @@ FLAIR = ROOT.parent / "shared" / "data" / "flair"
 FLAIR_PATCHES = ("066278", "076201")
 CHIP = 64
 
-#: The quickstart's recipe before the realism work (SPADE objective, CLADE, L1 10), pinned
-#: field by field so that changes of the defaults do not change it.
+#: The quickstart's recipe before the realism work (SPADE objective, CLADE, L1 10, an 8-channel
+#: style vector), pinned field by field so that changes of the defaults do not change it.
 RECIPES: dict[str, dict] = {
     "former": dict(preset="cpu", objective="spade", lr_g=2e-4, lambda_l1=10.0,
                    lambda_moments=0.0, batch_size=8,
-                   model={"adaptive": "clade", "upsample": "nearest", "noise_field": 0,
-                          "class_noise": False, "noise_texture": 0, "ndf": 32}),
+                   model={"ngf": 16, "ndf": 32, "num_upsampling": 4, "spade_hidden": 32,
+                          "d_layers": 3, "adaptive": "clade", "upsample": "nearest",
+                          "noise_dim": 8, "noise_field": 0, "class_noise": False,
+                          "noise_texture": 0}),
     "default": dict(preset="cpu"),
 }
 
