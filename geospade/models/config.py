@@ -215,34 +215,35 @@ PRESETS: dict[str, dict[str, Any]] = {
                   upsample="bilinear", noise_field=16, noise_field_spacing=128,
                   noise_field_mode="features", noise_texture=3),
     # Trains on a 2-core CPU in minutes at 64-256 px: narrow, fewer upsamplings, class-adaptive
-    # normalisation (CLADE, about twice as fast as SPADE's convs), the style vector mapped per
-    # class (class_noise) and two PatchGANs of ndf 32 for the recipe's SPADE objective.
-    # Bilinear upsampling costs about 18% more CPU time per training step than nearest
-    # (measured); "smooth" (bilinear + a 3x3 blur) brought the 16 px grid statistic from 1.23
-    # to 1.05 of the real imagery's and the judge's mIoU on synthetic chips from 0.28 to 0.39
-    # at 500 steps (one run each; the statistic varies by run). In 500-step runs
-    # (benchmarks/bench_quality.py's measures) per-pixel noise read by the norms
+    # normalisation (CLADE, about twice as fast as SPADE's convs) and two PatchGANs of ndf 32
+    # for the recipe's SPADE objective. Bilinear upsampling costs about 18% more CPU time per
+    # training step than nearest (measured); "smooth" (bilinear + a 3x3 blur) brought the 16 px
+    # grid statistic from 1.23 to 1.05 of the real imagery's and the judge's mIoU on synthetic
+    # chips from 0.28 to 0.39 at 500 steps (one run each; the statistic varies by run). In
+    # 500-step runs (benchmarks/bench_quality.py's measures) per-pixel noise read by the norms
     # (noise_spatial) gave no texture and halved the judge's mIoU, so it is off. Per-pixel
     # noise added to the features of the three finest resolutions instead (noise_texture,
     # weighted per class, zero at the start) took the demo's texture ratio from 0.22 to 0.76
     # of the real imagery's, the judge's mIoU ratio from 0.46 to 0.72 and the Frechet
-    # distance from 35 to 14 in 320 s of CPU training (one run each). Field noise at parcel
-    # scale (noise_field) is off: in 320 s runs on the demo validation chips, 8 channels on a
-    # 96 px lattice gave a variety ratio of 0.68 and 2.74 and a judge mIoU ratio of 0.92 and
-    # 0.74 (seeds 0 and 1), 4 or 8 channels on 192 px 2.3-4.5 and 0.64-0.68 (seed 1); without
-    # it 0.90 and 1.03, and 0.91 and 0.92. Without it the chips vary through the style
-    # vector, but within one scene most fields of a class share a tone (whole-scene variety
-    # 0.63 of real, seed 0). Added to the coarse features instead (noise_field_mode=
-    # "features", 8 channels on 64 px), whole-scene variety was 0.92 and 0.96 against 0.61
-    # and 1.57 without, but the judge's mIoU ratio on the validation chips 0.82 and 0.93
-    # against 0.90 and 0.92 (seeds 0 and 1), and its tones drift across field borders: off.
-    # Per-field tones reaching 192 px (noise_dim=0, noise_field=8, noise_field_spacing=192,
-    # noise_field_mode="segments"), 450 s on the demo: lower colour error on both seeds,
-    # whole-scene variety 0.67 against 0.58 (seed 0) but 1.54 against 0.88 (seed 1), Frechet
-    # distance higher on seed 0 and lower on seed 1; on FLAIR (seed 0) lower colour error on
-    # both patches, less variety on one (README): an option until measured on more runs.
-    "cpu": dict(ngf=16, ndf=32, num_upsampling=4, spade_hidden=32, noise_dim=8, d_layers=3,
-                adaptive="clade", class_noise=True, upsample="smooth", noise_texture=3),
+    # distance from 35 to 14 in 320 s of CPU training (one run each).
+    # Variety between fields comes from per-field tones (noise_field_mode="segments", 8
+    # channels, keys spreading 192 px through each class's connected pixels): each field the
+    # land cover delimits gets its own tone, which changes with the seed and exactly at the
+    # field's border. At 450 s, against the former default without them (a per-seed style
+    # vector of 8 channels mapped per class, which gives each chip a look but most fields of
+    # a class in one scene the same tone): lower colour error in all eight comparisons (demo
+    # chips and whole scene, FLAIR's two patches, seeds 0 and 1), whole-scene variety 0.67
+    # against 0.58 and judge mIoU ratio 0.92 against 0.87 on seed 0, but variety 1.54 against
+    # 0.88 on seed 1 and 0.35 against 1.00 on FLAIR 066278 (seed 0); Frechet distance lower in
+    # five of the eight (README). Lattice field noise read by the norms (8 channels on 96 px:
+    # chip variety 0.68 and 2.74, judge mIoU ratio 0.92 and 0.74, seeds 0 and 1, 320 s) or
+    # added to the coarse features (whole-scene variety 0.92 and 0.96 against 0.61 and 1.57,
+    # chip judge mIoU ratio 0.82 and 0.93 against 0.90 and 0.92) drifts across field borders.
+    # The tones widen the receptive field, and so the halo every synthesis tile reads, by
+    # 192 px (default halo 320 px against 128: synthesis takes about twice as long).
+    "cpu": dict(ngf=16, ndf=32, num_upsampling=4, spade_hidden=32, d_layers=3,
+                adaptive="clade", upsample="smooth", noise_field=8, noise_field_spacing=192,
+                noise_field_mode="segments", noise_texture=3),
     # Unit tests.
     "tiny": dict(ngf=8, ndf=8, num_upsampling=3, spade_hidden=16, noise_dim=4, d_layers=3),
 }
