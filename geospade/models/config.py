@@ -235,9 +235,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chips and whole scene, FLAIR's two patches, seeds 0 and 1), whole-scene variety 0.67
     # against 0.58 and judge mIoU ratio 0.92 against 0.87 on seed 0, but variety 1.54 against
     # 0.88 on seed 1 and 0.35 against 1.00 on FLAIR 066278 (seed 0); Frechet distance lower in
-    # five of the eight (README). Lattice field noise read by the norms (8 channels on 96 px:
-    # chip variety 0.68 and 2.74, judge mIoU ratio 0.92 and 0.74, seeds 0 and 1, 320 s) or
-    # added to the coarse features (whole-scene variety 0.92 and 0.96 against 0.61 and 1.57,
+    # five of the eight (docs/realism-log.md). Lattice field noise read by the norms (8
+    # channels on 96 px: chip variety 0.68 and 2.74, judge mIoU ratio 0.92 and 0.74, seeds 0
+    # and 1, 320 s) or added to the coarse features (whole-scene variety 0.92 and 0.96 against 0.61 and 1.57,
     # chip judge mIoU ratio 0.82 and 0.93 against 0.90 and 0.92) drifts across field borders.
     # The tones widen the receptive field, and so the halo every synthesis tile reads, by
     # 192 px (default halo 320 px against 128: synthesis takes about twice as long).
