@@ -56,6 +56,7 @@ class ColourGenerator(torch.nn.Module):
 
     downsampling_factor = 1
     receptive_field = 1
+    field_reach = 0
 
     def __init__(self, scheme):
         super().__init__()
