@@ -20,7 +20,7 @@ from test_folder import (
 from torch.utils.data import DataLoader
 
 from geospade.chips import dataset as dataset_mod
-from geospade.chips.dataset import ChipDataset, DecodedChipDataset, dihedral
+from geospade.chips.dataset import ChipDataset, DecodedChipDataset, decoded_in_memory, dihedral
 from geospade.chips.folder import read_chip_folder
 from geospade.classes import ClassScheme
 from geospade.errors import ClassSchemeError, InputError
@@ -131,6 +131,19 @@ def test_decoded_dataset_reads_each_chip_once_and_gives_the_same_items(pro_folde
             a, b = plain[i], decoded[i]
             assert torch.equal(a["label"], b["label"]) and torch.equal(a["image"], b["image"])
         assert len(opened) == 2 * len(plain) * (2 if epoch == 0 else 1)  # label + image each
+
+
+def test_chips_within_the_limit_are_kept_decoded_and_larger_sets_are_read_from_disk(pro_folder):
+    plain = ChipDataset(pro_folder, split="train", augment=True, seed=3)
+    assert plain.decoded_bytes == len(plain) * plain.tile_size**2 * (plain.imagery.count * 4 + 8)
+    kept = decoded_in_memory(plain, limit=plain.decoded_bytes)
+    assert isinstance(kept, DecodedChipDataset)
+    assert (kept.split, kept.augment, kept.seed, kept.records) == ("train", True, 3, plain.records)
+    kept.set_epoch(1)
+    plain.set_epoch(1)
+    assert all(torch.equal(kept[i]["image"], plain[i]["image"]) for i in range(len(plain)))
+    assert decoded_in_memory(plain, limit=plain.decoded_bytes - 1) is plain
+    assert decoded_in_memory(kept) is kept
 
 
 def test_unknown_label_value_names_value_and_chip(tmp_path):

@@ -24,6 +24,9 @@ from geospade.errors import InputError
 from geospade.imagery import ImageryInfo
 from geospade.raster import open_raster, read_pixels
 
+#: Decoded chips up to this many bytes are kept in memory by :func:`decoded_in_memory`.
+DECODE_LIMIT = 1 << 30
+
 # The dihedral group of the square: k % 4 quarter turns, then a left-right flip when k >= 4.
 NUM_TRANSFORMS = 8
 
@@ -96,6 +99,11 @@ class ChipDataset(Dataset):
     def tile_size(self) -> int:
         """Chip side in pixels."""
         return self.folder.tile_size
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Memory all of this split's chip pairs take decoded (float32 bands, int64 labels)."""
+        return len(self) * self.tile_size**2 * (self.imagery.count * 4 + 8)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the augmentation of every item for this epoch (deterministic per epoch)."""
@@ -190,3 +198,17 @@ class DecodedChipDataset(ChipDataset):
         if record not in self._decoded:
             self._decoded[record] = super().read(record)
         return self._decoded[record]
+
+
+def decoded_in_memory(dataset: ChipDataset, limit: int = DECODE_LIMIT) -> ChipDataset:
+    """The same chips as a :class:`DecodedChipDataset` (each file decoded once, then read from
+    memory) when they take at most ``limit`` bytes decoded, else ``dataset`` itself.
+
+    For training over many epochs in one process: with DataLoader workers each worker would
+    decode and keep a copy of its own, so keep ``dataset`` there.
+    """
+    if type(dataset) is not ChipDataset or dataset.decoded_bytes > limit:
+        return dataset
+    return DecodedChipDataset(dataset.folder, split=dataset.split, augment=dataset.augment,
+                              class_scheme=dataset.class_scheme, imagery=dataset.imagery,
+                              seed=dataset.seed, map_unknown=dataset.map_unknown)

@@ -32,7 +32,6 @@ from geospade.raster import check_not_input, check_output_file
 log = logging.getLogger(__name__)
 
 KIND = "segmenter"
-CACHE_BYTES = 1 << 30  # training chips up to this size are kept in memory once read
 # Default schedule: 500 steps of 16 chips at 64 px; fewer steps (and, past 256 px, smaller
 # batches) for larger chips, so a default run costs a few minutes on a laptop CPU at any
 # chip size, and at most MAX_DEFAULT_EPOCHS passes over a small chip folder.
@@ -225,7 +224,7 @@ def train_segmenter(
         InputError: no training chips, or bad options.
         TrainingDivergedError: the loss became non-finite.
     """
-    from geospade.chips.dataset import ChipDataset, DecodedChipDataset
+    from geospade.chips.dataset import ChipDataset, decoded_in_memory
     from geospade.device import resolve_device
 
     out_path = check_output_file(out_path, overwrite)
@@ -241,11 +240,9 @@ def train_segmenter(
     steps = default_steps if steps is None else steps
     batch_size = default_batch if batch_size is None else batch_size
     scheme, imagery = train_set.class_scheme, train_set.imagery
-    chip_bytes = train_set.tile_size**2 * (imagery.count * 4 + 8)
-    if len(train_set) * chip_bytes <= CACHE_BYTES:
-        # Many epochs over few chips: decode each chip file once (augmentation still applies,
-        # after reading). The loader runs in this process, so the cache is shared.
-        train_set = DecodedChipDataset(train_set.folder, split="train", augment=True, seed=seed)
+    # Many epochs over few chips: decode each chip file once (augmentation still applies,
+    # after reading). The loader runs in this process, so the cache is shared.
+    train_set = decoded_in_memory(train_set)
     network = UNet(imagery.count, scheme.num_classes, base_channels, depth).to(device)
     weights = class_weights(train_set).to(device) if class_balance else None
     optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from geospade.checkpoint import ModelCard, load_checkpoint, save_checkpoint, save_generator
-from geospade.chips.dataset import ChipDataset
+from geospade.chips.dataset import ChipDataset, decoded_in_memory
 from geospade.errors import CheckpointError, InputError, OutputExistsError, TrainingDivergedError
 from geospade.models import (
     ModelConfig,
@@ -137,6 +137,8 @@ def _train(chips_dirs: list[Path], run_dir: Path, config: TrainConfig | None, re
     train_set = ChipDataset(chips_dirs if len(chips_dirs) > 1 else chips_dir, "train",
                             augment=config.augment, seed=config.seed,
                             class_scheme=config.classes, map_unknown=config.map_unknown)
+    if not config.workers:  # the loader reads in this process: decode each chip only once
+        train_set = decoded_in_memory(train_set)
     steps_per_epoch = count_steps_per_epoch(len(train_set), recipe_value(config.batch_size),
                                             process.world_size, chips_dir)
     total_steps = config.total_steps(steps_per_epoch)
