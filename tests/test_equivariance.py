@@ -171,12 +171,14 @@ def test_field_noise_added_to_the_features_keeps_tiling_exact(upsample):
     assert diff < 1e-4
 
 
-def test_segment_tones_keep_tiling_exact():
+@pytest.mark.parametrize("field_pool", ["cell", "class"])
+def test_segment_tones_keep_tiling_exact(field_pool):
     """Field tones spread through each class's pixels for a bounded number of steps: with the
-    receptive field widened by it, tiles still stitch exactly."""
+    receptive field widened by it, tiles still stitch exactly (pooled per cell or per class
+    into the coarse resolutions' globally anchored cells)."""
     G = lively_generator(norm="batch", adaptive="clade", class_noise=True, noise_texture=2,
                          upsample="smooth", noise_field=3, noise_field_spacing=12,
-                         noise_field_mode="segments")
+                         noise_field_mode="segments", field_pool=field_pool)
     diff, spread = crop_vs_whole(G)
     assert spread > 0.1
     assert diff < 1e-4

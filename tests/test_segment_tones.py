@@ -122,6 +122,35 @@ def test_segment_tones_start_silent_and_then_give_each_field_its_look():
     assert (corner_a - corner_b).abs().max() > 1e-3  # the two fields differ
 
 
+@pytest.mark.parametrize(("field_pool", "roof_keeps_its_look"), [("cell", False),
+                                                                   ("class", True)])
+def test_a_roof_smaller_than_a_cell_keeps_its_own_tone_when_pooled_by_class(field_pool,
+                                                                          roof_keeps_its_look):
+    """A 6 px roof inside a field: with the tones mapped for the roof's class only, pooling per
+    class makes the output independent of the field's tone; pooling per cell mixes the
+    field's tone into the roof's."""
+    torch.manual_seed(0)
+    cfg = model_config("tiny", 2, 3, noise_dim=0, noise_field=2, noise_field_spacing=64,
+                       noise_field_mode="segments", upsample="smooth", field_pool=field_pool)
+    G = build_generator(cfg).eval()
+    with torch.no_grad():
+        for stage in G.field_scales:
+            for scale in stage:  # weights (channels, classes * fields): class 1's only
+                scale.weight[:, 2:4].normal_(0, 1.0)
+    classes = torch.zeros(1, 32, 32, dtype=torch.long)
+    classes[0, 13:19, 9:15] = 1
+    onehot = one_hot(classes, 2)
+
+    def generate(field_key: float) -> torch.Tensor:
+        keys = torch.where(classes == 1, 0.25, field_key)[:, None]
+        with torch.no_grad():
+            return G(onehot, keys)
+
+    change = (generate(-0.5) - generate(0.75)).abs().max().item()
+    assert (change < 1e-6) == roof_keeps_its_look
+    assert not torch.equal(generate(0.75), G(onehot, torch.full((1, 1, 32, 32), 0.75)))
+
+
 def test_the_default_halo_covers_the_tones_reach_so_no_tile_splits_a_field():
     """A field wider than a tile gets one tone across every tile it spans: the default halo
     is the tones' reach plus the (capped) rest of the receptive field, where capping the whole

@@ -20,6 +20,7 @@ ADAPTIVE = ("spade", "clade")
 DISCRIMINATORS = ("multiscale", "unet")
 UPSAMPLING = ("nearest", "bilinear", "smooth")
 FIELD_MODES = ("norms", "features", "segments")
+FIELD_POOLS = ("cell", "class")
 
 
 #: Default learning-rate multiplier of the texture noise's weights and of the field noise's
@@ -66,6 +67,12 @@ class ModelConfig:
             of per-pixel keys spreads through each class's connected pixels for
             ``noise_field_spacing`` steps, so each field gets its own tone and the tone
             changes exactly at its border; ``noise_field`` is then the tones' channel count).
+        field_pool: how the "features" and "segments" modes bring the field noise to a
+            coarse resolution: "cell" (the mean of each cell's noise, weighted by each
+            class's share of the cell: a house or pond smaller than a cell gets the tone of
+            the lawn or field around it) or "class" (per class, the mean over that class's own
+            pixels of the cell, weighted by its share: every class in a cell keeps its own
+            tone, however small).
         noise_texture: resolutions, finest first, whose residual blocks add per-pixel noise
             to their output (StyleGAN's noise inputs; 0: none). One channel of hashed noise
             per resolution, scaled by a learned weight per class and feature channel (zero at
@@ -104,6 +111,7 @@ class ModelConfig:
     noise_field: int = 0
     noise_field_spacing: int = 64
     noise_field_mode: str = "norms"
+    field_pool: str = "cell"
     noise_texture: int = 0
     texture_gain: int = TEXTURE_GAIN
     field_gain: int = TEXTURE_GAIN
@@ -128,6 +136,8 @@ class ModelConfig:
         if self.noise_field_mode not in FIELD_MODES:
             raise InputError(f"model noise_field_mode '{self.noise_field_mode}' is not one of "
                              f"{FIELD_MODES}")
+        if self.field_pool not in FIELD_POOLS:
+            raise InputError(f"model field_pool '{self.field_pool}' is not one of {FIELD_POOLS}")
         if self.noise_field_spacing < 1:
             raise InputError(f"model noise_field_spacing must be at least 1, got "
                              f"{self.noise_field_spacing}")

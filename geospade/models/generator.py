@@ -273,13 +273,13 @@ class SpadeGenerator(nn.Module):
             scales = cast(nn.ModuleList, self.texture_scales[j])
             grain = self._texture_at(texture, k - j) if len(scales) else None
             looks = cast(nn.ModuleList, self.field_scales[j])
-            tone = self._downsample_noise(field, 2 ** (k - j)) if len(looks) else None
+            pairs = self._field_pairs(cond, labels, field, 2 ** (k - j)) if len(looks) else None
             for i, block in enumerate(cast(nn.ModuleList, stage)):  # stages are ModuleLists
                 x = block(x, level)
                 if grain is not None:
                     x = x + scales[i](labels) * grain
-                if tone is not None:
-                    x = x + looks[i](labels, tone)
+                if pairs is not None:
+                    x = x + looks[i](pairs)
         return torch.tanh(self.to_image(F.leaky_relu(x, 0.2)))
 
     def _field_tones(self, onehot: torch.Tensor, field: torch.Tensor) -> torch.Tensor | None:
@@ -294,13 +294,23 @@ class SpadeGenerator(nn.Module):
                                         cfg.noise_field)
         return tones.to(onehot.dtype)
 
-    @staticmethod
-    def _downsample_noise(field: torch.Tensor | None, factor: int) -> torch.Tensor | None:
-        """Field noise at 1 / factor of full resolution: the mean of each cell, anchored at
-        global pixel multiples of ``factor`` (smooth noise: the means keep its scale)."""
-        if field is None or factor == 1:
-            return field
-        return F.avg_pool2d(field, factor)
+    def _field_pairs(self, cond: torch.Tensor, level: torch.Tensor, field: torch.Tensor | None,
+                     factor: int) -> torch.Tensor | None:
+        """Every (class, field channel) product at 1 / factor of full resolution, class-major,
+        for :class:`FieldScale` (``field_pool``): "cell" multiplies the labels at that
+        resolution (``level``) by each cell's mean field noise; "class" averages each class's
+        noise over that class's own pixels of the cell (times its share of the cell), so a
+        roof keeps its own tone beside a lawn's. Cells are anchored at global pixel multiples
+        of ``factor``, so tiling stays exact."""
+        if field is None:
+            return None
+        if self.config.field_pool == "cell" or factor == 1:
+            pooled = field if factor == 1 else F.avg_pool2d(field, factor)
+            return (level[:, :, None] * pooled[:, None]).flatten(1, 2)
+        labels = cond[:, : self.config.label_channels]
+        # One class at a time: all products at full resolution would not fit a large tile.
+        return torch.cat([F.avg_pool2d(labels[:, c : c + 1] * field, factor)
+                          for c in range(labels.shape[1])], dim=1)
 
     def _texture_at(self, texture: torch.Tensor | None, depth: int) -> torch.Tensor | None:
         """Texture noise channel ``depth`` at 1 / 2**depth of full resolution, unit variance.
@@ -388,9 +398,9 @@ class FieldScale(nn.Module):
         self.gain = gain
         self.weight = nn.Parameter(torch.zeros(channels, classes * fields, 1, 1))
 
-    def forward(self, labels: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
-        """(B, channels, H, W) from labels (B, classes, H, W) and field (B, fields, H, W)."""
-        pairs = (labels[:, :, None] * field[:, None]).flatten(1, 2)  # class-major products
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        """(B, channels, H, W) from the class-major (class, field channel) products
+        (B, classes * fields, H, W): one map per class of that class's field noise."""
         return F.conv2d(pairs, self.weight * self.gain)
 
 
