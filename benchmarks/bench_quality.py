@@ -52,11 +52,11 @@ CHIP = 64
 #: style vector), pinned field by field so that changes of the defaults do not change it.
 RECIPES: dict[str, dict] = {
     "former": dict(preset="cpu", objective="spade", lr_g=2e-4, lambda_l1=10.0,
-                   lambda_moments=0.0, batch_size=8,
+                   lambda_moments=0.0, moments_per_chip=False, lambda_variety=0.0, batch_size=8,
                    model={"ngf": 16, "ndf": 32, "num_upsampling": 4, "spade_hidden": 32,
                           "d_layers": 3, "adaptive": "clade", "upsample": "nearest",
                           "noise_dim": 8, "noise_field": 0, "class_noise": False,
-                          "noise_texture": 0}),
+                          "noise_texture": 0, "field_pool": "cell"}),
     "default": dict(preset="cpu"),
 }
 

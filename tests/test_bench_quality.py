@@ -26,5 +26,9 @@ def test_former_recipe_is_the_pre_realism_quickstart_model_whatever_the_cpu_pres
                     noise_field=0, noise_texture=0, class_noise=False, norm="batch",
                     discriminator="multiscale", num_d=2)
     assert {k: getattr(cfg, k) for k in expected} == expected
-    assert (former["objective"], former["lambda_l1"], former["lambda_moments"]) == \
-        ("spade", 10.0, 0.0)
+    assert (former["objective"], former["lambda_l1"], former["lambda_moments"],
+            former["moments_per_chip"], former["lambda_variety"]) == ("spade", 10.0, 0.0, False, 0.0)
+    # every option a recipe can set is pinned (the bench gives the run's length itself)
+    from geospade.training.config import RECIPE_FALLBACK, RECIPES
+
+    assert (set(RECIPE_FALLBACK) | set(RECIPES["cpu"])) - {"steps"} <= set(former)

@@ -19,11 +19,13 @@ from geospade.training.loss import (
     Batch,
     OasisObjective,
     build_objective,
+    chip_fields,
     chip_moments,
     class_balance,
     class_moments,
     class_moments_loss,
     class_texture,
+    field_variety_loss,
     labelmix_mask,
     segmentation_loss,
 )
@@ -130,6 +132,44 @@ def test_per_chip_moments_tell_field_tones_from_speckle():
     assert split_loss > pooled_loss + 0.5
 
 
+def test_chip_fields_number_each_connected_field_of_each_chip():
+    labels = torch.zeros(2, 12, 12, dtype=torch.long)
+    labels[:, :, 5] = 1                       # a line of class 1 cuts class 0 in two
+    labels[1, 2:4, 8:10] = 2                  # a small patch of class 2 in chip 1
+    fields = chip_fields(labels)
+    for chip, expected in ((0, 3), (1, 4)):
+        assert len(fields[chip].unique()) == expected
+    assert fields[0, 0, 0] != fields[0, 0, 11]           # either side of the line
+    assert fields[0, 0, 0] == fields[0, 11, 4]           # one field, corner to corner
+    assert not set(fields[0].unique().tolist()) & set(fields[1].unique().tolist())
+    snake = torch.ones(1, 9, 9, dtype=torch.long)        # a winding field needs many steps
+    snake[0, 1::2, 1:8] = 0                              # rows 1, 3, 5, 7 of class 0 ...
+    snake[0, [2, 4, 6], [7, 1, 7]] = 0                  # ... joined at alternate ends
+    assert len(chip_fields(snake)[snake == 0].unique()) == 1
+
+
+def test_field_variety_loss_catches_one_look_for_every_field():
+    torch.manual_seed(0)
+    labels = torch.zeros(4, 16, 16, dtype=torch.long)
+    labels[:, :, 8:] = 1
+    labels[:, 8, :8] = 2                                  # splits class 0 in two per chip
+    real = torch.rand(4, 3, 1, 1).expand(4, 3, 16, 16).clone()
+    real[..., :8, :8] = torch.rand(4, 3, 1, 1)            # the other class 0 field's tone
+    real += 0.02 * torch.randn_like(real)
+    assert float(field_variety_loss(real, real, labels, 3)) == pytest.approx(0.0, abs=1e-6)
+    onehot = classes(labels)[:, :3]
+    count = onehot.sum((0, 2, 3))
+    mean, _ = class_moments(real, onehot, count)
+    flat = torch.einsum("nc,bnhw->bchw", mean, onehot)    # every field in its class's mean
+    flat = flat.clone().requires_grad_(True)
+    loss = field_variety_loss(flat, real, labels, 3)
+    assert float(loss) > 0.1
+    loss.backward()
+    assert flat.grad is not None and float(flat.grad.abs().sum()) > 0
+    ignored = torch.full_like(labels, 3)                   # all don't-care: nothing to compare
+    assert float(field_variety_loss(flat, real, ignored, 3)) == 0.0
+
+
 def test_class_texture_counts_only_steps_inside_a_class():
     labels = torch.zeros(1, 4, 4, dtype=torch.long)
     labels[:, :, 2:] = 1                                   # class 1 on the right half
@@ -150,10 +190,11 @@ def test_anchors_add_their_terms_only_when_weighted():
     fake = torch.zeros(2, 3, 8, 8)
     terms: dict = {}
     assert float(Anchors(3)(batch, fake, terms)) == 0 and not terms
-    total = Anchors(3, lambda_l1=2.0, lambda_moments=5.0)(batch, fake, terms)
-    assert list(terms) == ["loss_g_l1", "loss_g_moments"]
+    total = Anchors(3, lambda_l1=2.0, lambda_moments=5.0, lambda_variety=3.0)(batch, fake, terms)
+    assert list(terms) == ["loss_g_l1", "loss_g_moments", "loss_g_variety"]
     assert float(total) == pytest.approx(float(2 * terms["loss_g_l1"]
-                                               + 5 * terms["loss_g_moments"]))
+                                               + 5 * terms["loss_g_moments"]
+                                               + 3 * terms["loss_g_variety"]))
 
 
 def test_moments_per_chip_reaches_the_loss_from_the_options():

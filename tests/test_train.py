@@ -56,7 +56,7 @@ def test_config_defaults_follow_spade():
     assert cfg.resolved().lr_g == 2e-4  # the cpu preset's recipe
     assert cfg.lambda_fm == 10.0
     assert TrainConfig(preset="paper").total_steps(100) == 5000
-    assert cfg.total_steps(100) == 650  # the cpu preset's recipe
+    assert cfg.total_steps(100) == 1500  # the cpu preset's recipe
     assert TrainConfig(epochs=3).total_steps(100) == 300
 
 

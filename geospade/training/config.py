@@ -30,7 +30,7 @@ DEFAULT_STEPS = 5000
 #: Presets without an entry, and options a recipe leaves out, take RECIPE_FALLBACK's value.
 RECIPE_FALLBACK: dict[str, Any] = {"objective": "spade", "batch_size": 4, "lr_g": 1e-4,
                                    "lambda_l1": 0.0, "lambda_moments": 0.0,
-                                   "moments_per_chip": False,
+                                   "moments_per_chip": False, "lambda_variety": 0.0,
                                    "steps": DEFAULT_STEPS}
 RECIPES: dict[str, dict[str, Any]] = {
     # SPADE's PatchGANs with feature matching and the class-moment loss (each class's colour
@@ -49,8 +49,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # 076201's colour error). 650 steps of 8 chips are about 450 s of CPU time (629 steps
     # in the benchmark's 450 s on the demo) and keep the quickstart within ten minutes on
     # two cores.
-    "cpu": {"objective": "spade", "batch_size": 8, "steps": 650, "lr_g": 2e-4,
-            "lambda_moments": 5.0},
+    "cpu": {"objective": "spade", "batch_size": 8, "steps": 1500, "lr_g": 2e-4,
+            "lambda_moments": 5.0, "lambda_variety": 5.0},
     # OASIS beats SPADE on FID and mIoU on ADE20K, Cityscapes and COCO-Stuff without VGG,
     # trained for days on GPUs (not measured here).
     "paper": {"objective": "oasis"},
@@ -101,6 +101,11 @@ class TrainConfig:
             chips and across the chips' class means, instead of pooled over the batch
             (pixel noise inside every field then cannot stand in for field-to-field
             variety). Default: the preset's recipe, else off.
+        lambda_variety: weight of a field-variety loss: per class and band, the standard
+            deviation across the chips' fields (connected segments of the class) of each
+            field's mean colour, generated vs real on the same fields, so fields of one
+            class keep the real imagery's field-to-field differences instead of one shared
+            look. Default: the preset's recipe, else 0.
         vgg_weights: file with torchvision VGG19 weights; without it no VGG loss is used.
         ema_decay: decay of the exponential moving average of the generator weights.
         bn_batches: training batches used to recompute the EMA generator's batch-norm
@@ -155,6 +160,9 @@ class TrainConfig:
     moments_per_chip: bool | None = _opt(None, "split the class-moment loss's spread into the "
                                          "spread inside chips and across chips (default: "
                                          "the preset's recipe)")
+    lambda_variety: float | None = _opt(None, "weight of a field-variety loss: the spread of "
+                                        "each class's field mean colours, generated vs real "
+                                        "(0 = off; default: the preset's recipe)")
     vgg_weights: str | None = _opt(None, "torchvision VGG19 weights file; enables the VGG loss",
                                metavar="FILE")
     ema_decay: float = _opt(0.999, "decay of the generator weights' moving average")
@@ -205,7 +213,8 @@ class TrainConfig:
                 raise bad(name, "must be in [0, 1)", "SPADE uses beta1=0, beta2=0.9.")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise bad("objective", "unknown objective", f"Use one of {list(OBJECTIVES)}.")
-        for name in ("lambda_fm", "lambda_labelmix", "lambda_vgg", "lambda_l1", "lambda_moments"):
+        for name in ("lambda_fm", "lambda_labelmix", "lambda_vgg", "lambda_l1", "lambda_moments",
+                     "lambda_variety"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise bad(name, "must not be negative", "Give 0 to switch the loss off.")
         if not DEVICE_PATTERN.match(self.device):

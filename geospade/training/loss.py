@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geospade.models.losses import VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from geospade.models.noise import segment_keys
 from geospade.training.config import TrainConfig
 
 LossTerms = dict[str, torch.Tensor]
@@ -86,6 +87,7 @@ class Anchors:
         lambda_l1: weight of an L1 loss between generated and real chips.
         lambda_moments: weight of :func:`class_moments_loss`.
         moments_per_chip: split its spread into within- and between-chip parts.
+        lambda_variety: weight of :func:`field_variety_loss`.
     """
 
     num_classes: int
@@ -94,6 +96,7 @@ class Anchors:
     lambda_l1: float = 0.0
     lambda_moments: float = 0.0
     moments_per_chip: bool = False
+    lambda_variety: float = 0.0
 
     def __call__(self, batch: Batch, fake: torch.Tensor, terms: LossTerms) -> torch.Tensor:
         """Their weighted sum (0 when all are off); each one is also added to ``terms``."""
@@ -109,7 +112,63 @@ class Anchors:
             terms["loss_g_moments"] = class_moments_loss(fake.float(), batch.real, classes,
                                                            self.moments_per_chip)
             total = total + self.lambda_moments * terms["loss_g_moments"]
+        if self.lambda_variety:
+            terms["loss_g_variety"] = field_variety_loss(fake.float(), batch.real, batch.labels,
+                                                         self.num_classes)
+            total = total + self.lambda_variety * terms["loss_g_variety"]
         return total
+
+
+#: Fields smaller than this many pixels count for no class's variety (as in the realism
+#: measures: a sliver at a chip's edge says little about its field's colour).
+MIN_FIELD = 32
+
+
+def chip_fields(labels: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) class labels -> (B, H, W) int64 field number of every pixel: pixels of one
+    class connected through same-class neighbours (4-connected) inside one chip share it."""
+    b, h, w = labels.shape
+    keys = torch.arange(h * w, dtype=torch.float32, device=labels.device)
+    keys = keys.view(1, 1, h, w).expand(b, 1, h, w)
+    while True:  # spread the largest key until every field holds one (at most H * W steps)
+        spread = segment_keys(keys, labels, max(h, w))
+        if torch.equal(spread, keys):
+            break
+        keys = spread
+    chip = torch.arange(b, device=labels.device).view(b, 1, 1) * (h * w)
+    return keys[:, 0].long() + chip
+
+
+def field_variety_loss(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+                       num_classes: int) -> torch.Tensor:
+    """How far the generated fields' variety is from the real: per class and band, the
+    standard deviation across the batch's fields of that class (:func:`chip_fields`, at
+    least :data:`MIN_FIELD` pixels) of each field's mean colour, generated vs real on the
+    same fields; mean |difference| over the bands and the classes with two fields or more.
+
+    The class-moment loss compares pixels pooled over the batch, which one look shared by
+    every field can meet; this compares the fields' looks with each other, as the realism
+    measure "variety" does. labels: (B, H, W) model indices (``num_classes``: don't care).
+    """
+    fields, inverse = torch.unique(chip_fields(labels).flatten(), return_inverse=True)
+    size = torch.bincount(inverse, minlength=len(fields))
+    kind = torch.zeros_like(fields).scatter_(0, inverse, labels.flatten())
+    kept = (size >= MIN_FIELD) & (kind < num_classes)
+
+    def field_means(images: torch.Tensor) -> torch.Tensor:
+        pixels = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
+        sums = pixels.new_zeros(len(fields), images.shape[1]).index_add_(0, inverse, pixels)
+        return sums / size.clamp(min=1)[:, None].to(pixels.dtype)
+
+    fake_means, real_means = field_means(fake), field_means(real.to(fake.dtype))
+    gaps = []
+    for c in range(num_classes):
+        chosen = kept & (kind == c)
+        if int(chosen.sum()) >= 2:
+            spread_fake = fake_means[chosen].var(dim=0).add(1e-6).sqrt()
+            spread_real = real_means[chosen].var(dim=0).add(1e-6).sqrt()
+            gaps.append((spread_fake - spread_real).abs().mean())
+    return torch.stack(gaps).mean() if gaps else fake.sum() * 0
 
 
 def class_moments(images: torch.Tensor, onehot: torch.Tensor,
@@ -330,7 +389,7 @@ def build_objective(config: TrainConfig, num_classes: int, device: torch.device)
                            "unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
     anchors = Anchors(num_classes, vgg, config.lambda_vgg, config.lambda_l1,
-                      config.lambda_moments, config.moments_per_chip)
+                      config.lambda_moments, config.moments_per_chip, config.lambda_variety)
     if config.objective == "oasis":
         return OasisObjective(num_classes, config.lambda_labelmix, anchors)
     return SpadeObjective(config.lambda_fm, anchors)
