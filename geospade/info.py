@@ -74,7 +74,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     if not is_segmenter:
         keys = ("ngf", "num_upsampling", "adaptive", "class_noise", "upsample", "noise_dim",
                 "noise_spatial", "noise_field", "noise_field_spacing", "noise_field_mode",
-                "noise_texture", "texture_gain", "field_gain", "discriminator")
+                "field_pool", "noise_texture", "texture_gain", "field_gain", "discriminator")
         info["model"] = {k: config[k] for k in keys if k in config}
     extra = {k: v for k, v in card.extra.items() if k in ("device", "precision", "world_size",
                                                           "chips_dir", "validation")}

@@ -47,6 +47,7 @@ def test_checkpoint_card(checkpoint):
     assert info["chip_size"] == 128 and info["step"] == 1234 and info["preset"] == "tiny"
     assert info["parameters"] > 1000
     assert info["model"]["texture_gain"] == 30 and info["model"]["discriminator"] == "multiscale"
+    assert info["model"]["field_pool"] == "cell"
     text = format_info(info)
     assert "normalisation:" in text and "0..4000" in text and "Water" in text
 

@@ -384,7 +384,7 @@ DISCRIMINATOR_OF = {"spade": "multiscale", "oasis": "unet"}
 def build_objective(config: TrainConfig, num_classes: int, device: torch.device) -> Objective:
     """The objective a training configuration (after :meth:`TrainConfig.resolved`) asks for."""
     if (config.lambda_l1 is None or config.lambda_moments is None
-            or config.moments_per_chip is None):
+            or config.moments_per_chip is None or config.lambda_variety is None):
         raise RuntimeError("build_objective needs TrainConfig.resolved(): a recipe option is "
                            "unset")
     vgg = VGGLoss(config.vgg_weights).to(device) if config.vgg_weights else None
